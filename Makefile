@@ -1,0 +1,39 @@
+# The two quick-start commands, and the helpers they stand on.
+# `make run`: the whole service; `make test`: the test suite (what CI runs).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SERVICES := $(PY) scripts/with_services.py --
+PORT ?= 8000
+export PORT
+# The Procfile names celery and gunicorn: take them from the virtualenv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: run test lint format bench demo migrate shell
+
+$(VENV)/.installed: requirements.txt requirements/base.txt requirements/local.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(SERVICES) $(PY) scripts/run_service.py
+
+test: $(VENV)/.installed
+	$(SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrate: $(VENV)/.installed
+	$(SERVICES) $(PY) manage.py migrate
+
+shell: $(VENV)/.installed
+	$(SERVICES) $(PY) manage.py shell

@@ -1,0 +1,23 @@
+"""The outbox's settings: the project's OUTBOX dict over these defaults."""
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "QUEUE": "outbox",  # the relay, sweeper and retention tasks run here
+    "RELAY_INTERVAL": 1.0,  # seconds between beat-driven relay runs
+    "RELAY_BATCH_SIZE": 500,  # events claimed per relay transaction
+    "RELAY_TIME_BUDGET": 5.0,  # seconds one relay run keeps draining a backlog
+    "MESSAGE_BATCH_SIZE": 100,  # deliveries of one subscriber carried by one Celery message
+    "LEASE_SECONDS": 120,  # a dispatched delivery unfinished after this is re-published
+    "SWEEP_INTERVAL": 5.0,
+    "SWEEP_BATCH_SIZE": 1000,
+    "RETENTION_DAYS": 7.0,  # fully succeeded events older than this are deleted
+    "RETENTION_BATCH_SIZE": 1000,
+    "KICK": True,  # run the relay right after a commit that wrote events
+}
+
+
+def get(key: str) -> Any:
+    return {**DEFAULTS, **getattr(settings, "OUTBOX", {})}[key]

@@ -1,0 +1,218 @@
+"""The delivery wrapper every subscriber runs in, on the worker.
+
+For each delivery id in a message it:
+- claims the delivery row (FOR UPDATE SKIP LOCKED), and skips it unless it is
+  still dispatched: a delivery that already succeeded, went dead, waits for a
+  retry, or is being run by another worker right now is left alone. That is what
+  makes a duplicated message harmless;
+- runs the handler in a savepoint of the same transaction that marks the delivery
+  succeeded, so a handler's database writes and its "done" mark commit together
+  or not at all (a worker killed mid-handler leaves nothing half-done);
+- on failure rolls the handler's writes back and records the attempt: a transient
+  error schedules a retry with exponential backoff and jitter (the sweeper
+  dispatches it when due), a permanent one, or the last retry, marks it dead.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import registry
+from .events import Event
+from .models import Delivery, DeliveryAttempt
+from .registry import RetryPolicy, Subscriber
+
+logger = logging.getLogger(__name__)
+
+ERROR_LIMIT = 2000
+TRACEBACK_LIMIT = 4000
+
+
+def run_deliveries(
+    subscriber_name: str, delivery_ids: Sequence[int], *, celery_task_id: str = "", worker: str = ""
+) -> dict[str, int]:
+    """Run one subscriber over the given deliveries; returns counts by outcome."""
+    sub = registry.get(subscriber_name)
+    context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
+    if sub.batch_handler is not None and len(delivery_ids) > 1:
+        counts = _run_batch(sub, delivery_ids, context)
+        if counts is not None:
+            return counts
+    return dict(Counter(_run_one(sub, delivery_id, context) for delivery_id in delivery_ids))
+
+
+def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
+    """Exponential backoff, capped; with jitter, a random point in the upper half of it."""
+    delay = min(policy.backoff_max, policy.backoff * (2 ** (attempt - 1)))
+    return random.uniform(delay / 2, delay) if policy.jitter else delay
+
+
+def _claim(subscriber: str, ids: Sequence[int]) -> list[Delivery]:
+    return list(
+        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("event")
+        .filter(id__in=ids, subscriber=subscriber, status=Delivery.Status.DISPATCHED)
+        .order_by("id")
+    )
+
+
+def _event(delivery: Delivery) -> Event:
+    e = delivery.event
+    return Event(
+        id=e.id,
+        type=e.type,
+        version=e.version,
+        aggregate_type=e.aggregate_type,
+        aggregate_id=e.aggregate_id,
+        payload=e.payload,
+        created_at=e.created_at,
+    )
+
+
+def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str]) -> str:
+    started_at = timezone.now()
+    clock = time.perf_counter()
+    with transaction.atomic():
+        claimed = _claim(sub.name, [delivery_id])
+        if not claimed:
+            logger.info(
+                "outbox: delivery %s of %s skipped (done, waiting or running elsewhere)",
+                delivery_id,
+                sub.name,
+            )
+            return "skipped"
+        delivery = claimed[0]
+        try:
+            with transaction.atomic():
+                sub.handler(_event(delivery))
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
+            return _record_failure(sub, delivery, exc, started_at, clock, context)
+        _record_success([delivery], started_at, clock, context)
+        logger.info(
+            "outbox: delivery %s of %s for event %s succeeded", delivery.id, sub.name, delivery.event_id
+        )
+        return "succeeded"
+
+
+def _run_batch(
+    sub: Subscriber, delivery_ids: Sequence[int], context: dict[str, str]
+) -> dict[str, int] | None:
+    """All claimable deliveries through the batch handler at once; None means "go one by one"."""
+    assert sub.batch_handler is not None
+    started_at = timezone.now()
+    clock = time.perf_counter()
+    with transaction.atomic():
+        deliveries = _claim(sub.name, delivery_ids)
+        if not deliveries:
+            return {"skipped": len(delivery_ids)}
+        try:
+            with transaction.atomic():
+                sub.batch_handler([_event(d) for d in deliveries])
+        except Exception:
+            logger.warning(
+                "outbox: batch of %d %s deliveries failed; retrying them one by one",
+                len(deliveries),
+                sub.name,
+                exc_info=True,
+            )
+            return None
+        _record_success(deliveries, started_at, clock, context)
+    logger.info("outbox: batch of %d %s deliveries succeeded", len(deliveries), sub.name)
+    return {"succeeded": len(deliveries), "skipped": len(delivery_ids) - len(deliveries)}
+
+
+def _record_success(
+    deliveries: list[Delivery], started_at: datetime, clock: float, context: dict[str, str]
+) -> None:
+    now = timezone.now()
+    duration_ms = (time.perf_counter() - clock) * 1000 / len(deliveries)
+    for d in deliveries:
+        d.attempts += 1
+        d.status = Delivery.Status.SUCCEEDED
+        d.completed_at = now
+        d.next_attempt_at = None
+        d.last_error = ""
+    Delivery.objects.bulk_update(
+        deliveries, ["attempts", "status", "completed_at", "next_attempt_at", "last_error"]
+    )
+    DeliveryAttempt.objects.bulk_create(
+        [
+            DeliveryAttempt(
+                delivery=d,
+                number=d.attempts,
+                started_at=started_at,
+                duration_ms=duration_ms,
+                outcome=DeliveryAttempt.Outcome.SUCCEEDED,
+                **context,
+            )
+            for d in deliveries
+        ]
+    )
+
+
+def _record_failure(
+    sub: Subscriber,
+    delivery: Delivery,
+    exc: Exception,
+    started_at: datetime,
+    clock: float,
+    context: dict[str, str],
+) -> str:
+    now = timezone.now()
+    delivery.attempts += 1
+    error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+    transient = sub.retry.is_transient(exc)
+    if transient and delivery.attempts <= sub.retry.max_retries:
+        delay = backoff_seconds(sub.retry, delivery.attempts)
+        delivery.status = Delivery.Status.PENDING
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+        delivery.last_error = error
+        outcome = DeliveryAttempt.Outcome.RETRY
+        logger.warning(
+            "outbox: delivery %s of %s for event %s failed (attempt %d), retry in %.1fs: %s",
+            delivery.id,
+            sub.name,
+            delivery.event_id,
+            delivery.attempts,
+            delay,
+            error,
+        )
+    else:
+        reason = (
+            f"retries exhausted after {delivery.attempts} attempts: {error}"
+            if transient
+            else f"permanent error: {error}"
+        )
+        delivery.status = Delivery.Status.DEAD
+        delivery.next_attempt_at = None
+        delivery.completed_at = now
+        delivery.last_error = reason[:ERROR_LIMIT]
+        outcome = DeliveryAttempt.Outcome.DEAD
+        logger.error(
+            "outbox: delivery %s of %s for event %s is dead: %s",
+            delivery.id,
+            sub.name,
+            delivery.event_id,
+            reason,
+        )
+    delivery.save(update_fields=["attempts", "status", "next_attempt_at", "completed_at", "last_error"])
+    DeliveryAttempt.objects.create(
+        delivery=delivery,
+        number=delivery.attempts,
+        started_at=started_at,
+        duration_ms=(time.perf_counter() - clock) * 1000,
+        outcome=outcome,
+        error=error,
+        traceback="".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:],
+        **context,
+    )
+    return str(outcome)

@@ -1,0 +1,48 @@
+"""Handing deliveries to Celery: one message per subscriber per chunk of deliveries."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from celery import current_app
+
+from . import conf, registry
+
+logger = logging.getLogger(__name__)
+
+
+def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
+    """Publish (subscriber, delivery id) pairs; returns the number of messages sent.
+
+    Called only after the transaction that marked the deliveries dispatched has
+    committed, so a worker never receives an id it cannot yet read. If this fails
+    or the process dies first, the deliveries stay dispatched and the sweeper
+    re-publishes them when their lease runs out: late, never lost.
+    """
+    by_subscriber: dict[str, list[int]] = defaultdict(list)
+    for name, delivery_id in pairs:
+        by_subscriber[name].append(delivery_id)
+    if not by_subscriber:
+        return 0
+    size = conf.get("MESSAGE_BATCH_SIZE")
+    sent = 0
+    # One broker connection for the whole fan-out, not one per message.
+    with current_app.producer_or_acquire() as producer:
+        for name, ids in by_subscriber.items():
+            try:
+                sub = registry.get(name)
+            except KeyError:
+                logger.error(
+                    "outbox: no subscriber %r registered here; %d deliveries wait for the sweeper",
+                    name,
+                    len(ids),
+                )
+                continue
+            for start in range(0, len(ids), size):
+                chunk = ids[start : start + size]
+                sub.task.apply_async(args=[chunk], queue=sub.queue, producer=producer)
+                sent += 1
+                logger.debug("outbox: published %d deliveries of %s", len(chunk), name)
+    return sent

@@ -1,0 +1,30 @@
+"""What a subscriber receives: a plain, JSON-born view of one outbox event, never a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import PermanentError
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    type: str
+    version: int
+    aggregate_type: str
+    aggregate_id: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def require(self, *keys: str, version: int | None = None) -> None:
+        """Fail permanently (not with a crash) on a payload this handler cannot read."""
+        if version is not None and self.version != version:
+            raise PermanentError(
+                f"unsupported {self.type} payload version {self.version} (handler reads {version})"
+            )
+        missing = [k for k in keys if not self.payload.get(k)]
+        if missing:
+            raise PermanentError(f"{self.type} payload lacks {', '.join(missing)}")

@@ -1,0 +1,82 @@
+"""`manage.py outbox status|retry|replay|relay|sweep|purge`: the outbox from the command line."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
+from tqdm import tqdm
+
+from outbox import registry, relay, retention, services, sweeper
+from outbox.models import Delivery, OutboxEvent
+
+
+class Command(BaseCommand):
+    help = "Inspect and operate the transactional outbox."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("status", help="pending events, oldest age, deliveries per subscriber")
+        retry = sub.add_parser("retry", help="re-dispatch dead deliveries")
+        retry.add_argument("--subscriber", help="only this subscriber's dead deliveries")
+        retry.add_argument("--id", type=int, nargs="*", default=[], help="only these delivery ids")
+        replay = sub.add_parser("replay", help="re-run one subscriber over past events")
+        replay.add_argument("subscriber")
+        replay.add_argument("--since", help="ISO datetime, inclusive")
+        replay.add_argument("--until", help="ISO datetime, exclusive")
+        sub.add_parser("relay", help="fan out pending events now")
+        sub.add_parser("sweep", help="re-publish expired deliveries and due retries now")
+        purge = sub.add_parser("purge", help="delete finished events older than the retention window")
+        purge.add_argument("--days", type=float, help="override OUTBOX RETENTION_DAYS")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        getattr(self, f"do_{action}")(**options)
+
+    def do_status(self, **options: Any) -> None:
+        s = services.status()
+        age = f"{s.oldest_pending_age_seconds:.1f}s" if s.oldest_pending_age_seconds is not None else "-"
+        self.stdout.write(f"pending events: {s.pending_events}  oldest pending: {age}")
+        self.stdout.write(
+            f"{'subscriber':<16}{'queue':<16}{'dispatched':>11}{'waiting':>9}{'succeeded':>11}{'dead':>7}"
+        )
+        for row in s.subscribers:
+            self.stdout.write(
+                f"{row.name:<16}{row.queue:<16}{row.dispatched:>11}{row.pending:>9}{row.succeeded:>11}{row.dead:>7}"
+            )
+
+    def do_retry(self, subscriber: str | None, id: list[int], **options: Any) -> None:
+        qs = Delivery.objects.filter(status=Delivery.Status.DEAD)
+        if subscriber:
+            qs = qs.filter(subscriber=subscriber)
+        if id:
+            qs = qs.filter(id__in=id)
+        self.stdout.write(f"re-dispatched {services.retry_deliveries(qs)} dead deliveries")
+
+    def do_replay(self, subscriber: str, since: str | None, until: str | None, **options: Any) -> None:
+        try:
+            sub = registry.get(subscriber)
+        except KeyError:
+            names = ", ".join(s.name for s in registry.all_subscribers())
+            raise CommandError(f"no subscriber {subscriber!r}; known: {names}") from None
+        bounds = {}
+        for name, value in (("since", since), ("until", until)):
+            if value:
+                parsed = parse_datetime(value)
+                if parsed is None:
+                    raise CommandError(f"--{name} is not an ISO datetime: {value!r}")
+                bounds[name] = parsed
+        total = OutboxEvent.objects.filter(type__in=sub.events, status=OutboxEvent.Status.DISPATCHED).count()
+        with tqdm(total=total, unit="event", desc=f"replay {subscriber}", file=self.stderr) as bar:
+            count = services.replay(subscriber, progress=bar.update, **bounds)
+        self.stdout.write(f"replayed {count} deliveries of {subscriber}")
+
+    def do_relay(self, **options: Any) -> None:
+        self.stdout.write(f"relayed {relay.relay()} events")
+
+    def do_sweep(self, **options: Any) -> None:
+        self.stdout.write(f"sweep: {sweeper.sweep()}")
+
+    def do_purge(self, days: float | None, **options: Any) -> None:
+        self.stdout.write(f"deleted {retention.purge(days)} finished events")

@@ -1,0 +1,111 @@
+"""The outbox tables: one event per domain change, one delivery per subscriber, one attempt per try."""
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class OutboxEvent(models.Model):
+    """A domain event, written in the same transaction as the change it describes."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # written, not yet fanned out by the relay
+        DISPATCHED = "dispatched"  # its deliveries exist and were handed to Celery
+
+    id = models.BigAutoField(primary_key=True)
+    type = models.CharField(max_length=100)
+    version = models.PositiveSmallIntegerField(default=1)
+    aggregate_type = models.CharField(max_length=100)
+    aggregate_id = models.CharField(max_length=64)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The relay's scan: tiny however large the table grows, since it only
+            # holds the events still waiting.
+            models.Index(fields=["id"], name="outbox_event_pending", condition=Q(status="pending")),
+            models.Index(fields=["aggregate_type", "aggregate_id"], name="outbox_event_aggregate"),
+            models.Index(fields=["type", "created_at"], name="outbox_event_type_created"),
+            models.Index(
+                fields=["dispatched_at"],
+                name="outbox_event_dispatched",
+                condition=Q(status="dispatched"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.pk} ({self.aggregate_type} {self.aggregate_id})"
+
+
+class Delivery(models.Model):
+    """One event handed to one subscriber: the unit that is retried, dead-lettered and audited."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for its retry time (next_attempt_at)
+        DISPATCHED = "dispatched"  # a Celery message for it was (or is about to be) published
+        SUCCEEDED = "succeeded"
+        DEAD = "dead"  # permanent error or retries exhausted; waits for an operator
+
+    id = models.BigAutoField(primary_key=True)
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    subscriber = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DISPATCHED)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "deliveries"
+        constraints = [models.UniqueConstraint(fields=["event", "subscriber"], name="outbox_delivery_once")]
+        indexes = [
+            # The sweeper's two scans, each over a partial index of only the rows it wants.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="outbox_delivery_due",
+                condition=Q(status="pending"),
+            ),
+            models.Index(
+                fields=["dispatched_at"],
+                name="outbox_delivery_leased",
+                condition=Q(status="dispatched"),
+            ),
+            models.Index(fields=["subscriber", "status"], name="outbox_delivery_sub_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber} <- event #{self.event_id} [{self.status}]"
+
+
+class DeliveryAttempt(models.Model):
+    """One try of one delivery, with its outcome: the history an operator reads in the admin."""
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        RETRY = "retry"  # transient error; another attempt is scheduled
+        DEAD = "dead"  # permanent error, or the last retry failed
+
+    id = models.BigAutoField(primary_key=True)
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery_id", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery #{self.delivery_id}: {self.outcome}"

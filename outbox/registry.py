@@ -1,0 +1,159 @@
+"""The subscriber registry: who takes which events, on which queue, with which retry policy.
+
+A subscriber is declared once, in its own module, with the `subscriber` decorator:
+
+    @subscriber("memory", events=["task.completed"], queue="memory")
+    def index_task(event: Event) -> None: ...
+
+Each subscriber becomes its own named Celery task (named after the handler, e.g.
+`workers.memory.index_task`) on its own queue, so Flower and the worker logs show
+them apart and a slow one never holds up another's queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from celery import Task as CeleryTask
+from celery import shared_task
+
+from .errors import TransientError
+
+if TYPE_CHECKING:
+    from .events import Event
+
+Handler = Callable[["Event"], None]
+BatchHandler = Callable[[Sequence["Event"]], None]
+
+
+class DuplicateSubscriber(Exception):
+    """Two subscribers were declared with the same name: a programming error, raised at import."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a subscriber's transient failures are retried (Celery's vocabulary, our own scheduler).
+
+    Only the exceptions in `retry_for` are transient; anything else is permanent and
+    makes the delivery dead at once.
+    """
+
+    max_retries: int = 5
+    backoff: float = 2.0  # seconds before the first retry; doubles each time
+    backoff_max: float = 600.0
+    jitter: bool = True
+    retry_for: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.retry_for)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    name: str
+    events: frozenset[str]
+    queue: str
+    handler: Handler
+    retry: RetryPolicy
+    task: CeleryTask = field(repr=False)
+    # Optional: handles many events in one call (e.g. one embedding model call for
+    # a backlog). When it raises, the batch is re-run one event at a time so that
+    # one bad event fails alone.
+    batch_handler: BatchHandler | None = field(default=None, repr=False)
+
+
+_subscribers: dict[str, Subscriber] = {}
+
+
+def subscriber(
+    name: str,
+    *,
+    events: Iterable[str],
+    queue: str | None = None,
+    retry: RetryPolicy | None = None,
+    batch_handler: BatchHandler | None = None,
+) -> Callable[[Handler], Handler]:
+    """Register `handler` as the subscriber `name` for `events`."""
+
+    def register(handler: Handler) -> Handler:
+        if name in _subscribers:
+            raise DuplicateSubscriber(f"a subscriber named {name!r} is already registered")
+        task_name = f"{handler.__module__}.{handler.__name__}"
+        _subscribers[name] = Subscriber(
+            name=name,
+            events=frozenset(events),
+            queue=queue or name,
+            handler=handler,
+            retry=retry or RetryPolicy(),
+            task=_make_task(name, task_name, queue or name),
+            batch_handler=batch_handler,
+        )
+        return handler
+
+    return register
+
+
+def _make_task(subscriber_name: str, task_name: str, queue: str) -> CeleryTask:
+    # Imported here: the delivery module needs the registry, not the other way round.
+    from .delivery import run_deliveries
+
+    def deliver(self: CeleryTask, delivery_ids: list[int]) -> dict[str, int]:
+        return run_deliveries(
+            subscriber_name,
+            delivery_ids,
+            celery_task_id=self.request.id or "",
+            worker=self.request.hostname or "",
+        )
+
+    deliver.__name__ = task_name.rsplit(".", 1)[-1]
+    return shared_task(
+        name=task_name,
+        bind=True,
+        queue=queue,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+    )(deliver)
+
+
+def get(name: str) -> Subscriber:
+    return _subscribers[name]
+
+
+def all_subscribers() -> list[Subscriber]:
+    return list(_subscribers.values())
+
+
+def for_event(event_type: str) -> list[Subscriber]:
+    return [s for s in _subscribers.values() if event_type in s.events]
+
+
+def queues() -> list[str]:
+    return sorted({s.queue for s in _subscribers.values()})
+
+
+@contextlib.contextmanager
+def only(*names: str) -> Iterator[None]:
+    """Within the block, only the named subscribers are active (for tests and replays)."""
+    global _subscribers
+    saved = _subscribers
+    _subscribers = {n: s for n, s in saved.items() if n in names}
+    try:
+        yield
+    finally:
+        _subscribers = saved
+
+
+def unregister(name: str) -> None:
+    """Forget a subscriber; for tests that declare their own."""
+    _subscribers.pop(name, None)
+
+
+def describe() -> list[dict[str, Any]]:
+    return [
+        {"name": s.name, "events": sorted(s.events), "queue": s.queue, "task": s.task.name}
+        for s in _subscribers.values()
+    ]

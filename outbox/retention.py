@@ -1,0 +1,56 @@
+"""Retention: deletes events whose every delivery succeeded, once they are old enough.
+
+Events with a dead, pending or dispatched delivery stay: they still need an operator
+or a worker. Deletes go in bounded batches so the table is never locked for long.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from . import conf
+from .models import Delivery, DeliveryAttempt, OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+
+def purge_batch(older_than_days: float | None = None, batch_size: int | None = None) -> int:
+    """Delete one batch of finished events; returns how many events it deleted."""
+    days = conf.get("RETENTION_DAYS") if older_than_days is None else older_than_days
+    batch_size = batch_size or conf.get("RETENTION_BATCH_SIZE")
+    cutoff = timezone.now() - timedelta(days=days)
+    unfinished = Delivery.objects.filter(event=OuterRef("pk")).exclude(status=Delivery.Status.SUCCEEDED)
+    with transaction.atomic():
+        ids = list(
+            OutboxEvent.objects.filter(status=OutboxEvent.Status.DISPATCHED, dispatched_at__lt=cutoff)
+            .filter(~Exists(unfinished))
+            .order_by("dispatched_at")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            return 0
+        # Leaf tables first, each as one DELETE: no ORM collector walking the rows.
+        DeliveryAttempt.objects.filter(delivery__event_id__in=ids)._raw_delete("default")
+        Delivery.objects.filter(event_id__in=ids)._raw_delete("default")
+        OutboxEvent.objects.filter(id__in=ids)._raw_delete("default")
+    return len(ids)
+
+
+def purge(
+    older_than_days: float | None = None, batch_size: int | None = None, max_batches: int = 1000
+) -> int:
+    total = 0
+    for _ in range(max_batches):
+        deleted = purge_batch(older_than_days, batch_size)
+        total += deleted
+        if not deleted:
+            break
+    if total:
+        logger.info("outbox retention: deleted %d finished events", total)
+    return total

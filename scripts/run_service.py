@@ -1,0 +1,55 @@
+"""Start the whole service on this machine: migrate, make the demo user, then run the Procfile.
+
+Called by `make run` through with_services.py, so DATABASE_URL and REDIS_URL are set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+
+
+def flower_auth() -> str:
+    """Flower's basic auth: FLOWER_BASIC_AUTH, else a password made once and kept in var/."""
+    if auth := os.environ.get("FLOWER_BASIC_AUTH"):
+        return auth
+    path = VAR / "flower-auth"
+    if not path.exists():
+        VAR.mkdir(exist_ok=True)
+        path.write_text(f"admin:{secrets.token_urlsafe(12)}\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def main() -> int:
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
+    subprocess.run([python, "manage.py", "ensure_demo_user"], cwd=ROOT, check=True)
+    os.environ["FLOWER_BASIC_AUTH"] = auth = flower_auth()
+    port = os.environ.setdefault("PORT", "8000")
+    flower_port = os.environ.setdefault("FLOWER_PORT", "5555")
+    user = auth.split(":", 1)[0]
+    print(
+        f"""
+selfos: starting web, relay, workers, beat and Flower (Ctrl-C stops them all)
+  API            http://127.0.0.1:{port}/api/
+  API docs       http://127.0.0.1:{port}/api/docs/
+  admin          http://127.0.0.1:{port}/admin/
+  health         http://127.0.0.1:{port}/healthz  http://127.0.0.1:{port}/readyz
+  Flower         http://127.0.0.1:{flower_port}/  (user {user!r}; password in var/flower-auth)
+""",
+        flush=True,
+    )
+    os.chdir(ROOT)
+    os.execvp("honcho", ["honcho", "start", "--port", port])
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

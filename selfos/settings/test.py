@@ -1,0 +1,18 @@
+"""Settings for the test suite: real PostgreSQL and Redis (a database of its own), fast hashing."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+from .base import *  # noqa: F403
+from .base import OUTBOX, env
+
+DEBUG = False
+SECRET_KEY = "test-insecure"  # noqa: S105
+ALLOWED_HOSTS = ["*"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WHITENOISE_USE_FINDERS = True
+# Tests keep their own Redis database so they never consume a running service's queues.
+REDIS_URL = env("TEST_REDIS_URL", default=urlunsplit(urlsplit(REDIS_URL)._replace(path="/15")))  # noqa: F405
+CELERY_BROKER_URL = REDIS_URL
+CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth": "1000/minute"}  # noqa: F405
+OUTBOX = {**OUTBOX, "RELAY_INTERVAL": 0.2, "SWEEP_INTERVAL": 0.5}

@@ -1,0 +1,135 @@
+"""The domain's REST API: thin views that validate, call a service, and serialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Model, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from . import services
+from .models import Goal, MediaAttachment, Project, Task
+from .serializers import (
+    GoalSerializer,
+    MediaAttachmentSerializer,
+    ProjectSerializer,
+    RegisterSerializer,
+    TaskSerializer,
+    TokenSerializer,
+)
+
+User = get_user_model()
+
+
+class RegisterView(APIView):
+    """Create an account and return its API token."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list[type] = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(request=RegisterSerializer, responses={201: TokenSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username=serializer.validated_data["username"],
+                password=serializer.validated_data["password"],
+            )
+            token = Token.objects.create(user=user)
+        return Response({"token": token.key}, status=status.HTTP_201_CREATED)
+
+
+class TokenView(ObtainAuthToken):
+    """Exchange a username and password for the account's API token."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(responses={200: TokenSerializer})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+class OwnedViewSet(viewsets.ModelViewSet):
+    """CRUD over the caller's own rows: another user's id is simply not found (404)."""
+
+    model: type[Model]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.model.objects.filter(owner=self.request.user)
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        serializer.save(owner=self.request.user)
+
+
+class GoalViewSet(OwnedViewSet):
+    model = Goal
+    serializer_class = GoalSerializer
+
+
+class ProjectViewSet(OwnedViewSet):
+    model = Project
+    serializer_class = ProjectSerializer
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return super().get_queryset().select_related("goal")
+
+
+class TaskViewSet(OwnedViewSet):
+    model = Task
+    serializer_class = TaskSerializer
+
+    def get_queryset(self) -> QuerySet[Task]:
+        return super().get_queryset().select_related("project").prefetch_related("media")
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        task: Task = serializer.instance
+        new_status = serializer.validated_data.pop("status", None)
+        with transaction.atomic():
+            serializer.save()
+            if new_status and new_status != Task.Status.COMPLETED:
+                if task.is_completed:
+                    services.reopen_task(task, new_status)
+                else:
+                    Task.objects.filter(pk=task.pk).update(status=new_status)
+                    task.status = new_status
+
+    def perform_destroy(self, instance: Task) -> None:
+        services.delete_task(instance)
+
+    @extend_schema(request=None, responses={200: TaskSerializer})
+    @action(detail=True, methods=["put", "post"])
+    def complete(self, request: Request, pk: str | None = None) -> Response:
+        """Complete the task. Idempotent: completing it again changes nothing and emits no event."""
+        task = self.get_object()
+        services.complete_task(task, by=request.user)
+        return Response(self.get_serializer(task).data)
+
+    @extend_schema(methods=["get"], responses={200: MediaAttachmentSerializer(many=True)})
+    @extend_schema(
+        methods=["post"], request=MediaAttachmentSerializer, responses={201: MediaAttachmentSerializer}
+    )
+    @action(detail=True, methods=["get", "post"], serializer_class=MediaAttachmentSerializer)
+    def media(self, request: Request, pk: str | None = None) -> Response:
+        """List the task's media, or attach one (kind, url, caption)."""
+        task = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(MediaAttachment.objects.filter(task=task))
+            return self.get_paginated_response(MediaAttachmentSerializer(page, many=True).data)
+        serializer = MediaAttachmentSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        serializer.save(task=task)
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
