@@ -67,6 +67,9 @@ def find_database(stack: contextlib.ExitStack) -> str:
         _ensure_database(LOCAL_PG, DB_NAME)
         say(f"database: local PostgreSQL on 127.0.0.1:5432, database {DB_NAME!r}")
         return LOCAL_PG.rsplit("/", 1)[0] + f"/{DB_NAME}"
+    # pgserver keeps its lock under the runtime dir; a headless box may not have one.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
     import pgserver
 
     pgdata = VAR / "pgdata"

@@ -10,9 +10,14 @@ SECRET_KEY = "test-insecure"  # noqa: S105
 ALLOWED_HOSTS = ["*"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = None  # nothing collected here: files come from the apps (finders)
 # Tests keep their own Redis database so they never consume a running service's queues.
 REDIS_URL = env("TEST_REDIS_URL", default=urlunsplit(urlsplit(REDIS_URL)._replace(path="/15")))  # noqa: F405
 CELERY_BROKER_URL = REDIS_URL
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth": "1000/minute"}  # noqa: F405
 OUTBOX = {**OUTBOX, "RELAY_INTERVAL": 0.2, "SWEEP_INTERVAL": 0.5}
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+# Close connections after every Celery task and request, so the in-thread test
+# worker holds none open when the test database is flushed or dropped.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

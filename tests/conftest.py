@@ -1,0 +1,120 @@
+"""Shared fixtures: API clients, factories' products, a real Celery worker on Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from redis import Redis
+from rest_framework.test import APIClient
+
+from outbox import registry, sweeper
+from selfos.celery import app as celery_app
+
+from . import subscribers as test_subscribers  # registers the tests' subscribers
+from .factories import TokenFactory, UserFactory
+
+
+@pytest.fixture
+def user(db: None) -> Any:
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db: None) -> Any:
+    return UserFactory()
+
+
+def client_for(user: Any) -> APIClient:
+    client = APIClient()
+    token = TokenFactory(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(user: Any) -> APIClient:
+    """An API client authenticated with `user`'s token."""
+    return client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user: Any) -> APIClient:
+    return client_for(other_user)
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Redis:
+    """The tests' own Redis database, emptied once per session."""
+    redis = Redis.from_url(settings.CELERY_BROKER_URL)
+    redis.flushdb()
+    return redis
+
+
+@pytest.fixture(autouse=True)
+def _reset_test_subscribers() -> Iterator[None]:
+    test_subscribers.calls.clear()
+    test_subscribers.release_slow.clear()
+    yield
+    test_subscribers.release_slow.set()
+
+
+@pytest.fixture
+def use_subscribers() -> Iterator[Callable[..., None]]:
+    """Activate only the named subscribers for this test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda *names: stack.enter_context(registry.only(*names))
+
+
+ALL_TEST_QUEUES = ["outbox", *test_subscribers.TEST_QUEUES]
+
+
+@pytest.fixture
+def start_celery_worker(transactional_db: None, broker: Redis) -> Iterator[Callable[..., Any]]:
+    """Start a real Celery worker (in a thread of this process) on the given queues."""
+    with contextlib.ExitStack() as stack:
+
+        def start(*queues: str) -> Any:
+            names = sorted(set(queues or ALL_TEST_QUEUES) | set(registry.queues()))
+            return stack.enter_context(
+                start_worker(
+                    celery_app,
+                    pool="solo",
+                    concurrency=1,
+                    queues=names,
+                    perform_ping_check=False,
+                    shutdown_timeout=30,
+                    loglevel="WARNING",
+                )
+            )
+
+        yield start
+
+
+@pytest.fixture
+def celery_worker(start_celery_worker: Callable[..., Any]) -> Any:
+    """A real Celery worker consuming the outbox queue and every subscriber's queue."""
+    return start_celery_worker()
+
+
+def settle(condition: Callable[[], bool], timeout: float = 20.0, sweep: bool = True) -> None:
+    """Wait until `condition()` holds, ticking the sweeper as beat would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        if sweep:
+            sweeper.sweep()
+        time.sleep(0.05)

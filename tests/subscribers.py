@@ -1,0 +1,83 @@
+"""Subscribers the outbox tests declare for themselves (the product's own come from workers/).
+
+They are registered when conftest imports this module, so their Celery tasks exist
+before any test worker starts; each test activates the ones it wants with
+`registry.only(...)` (the `subscribers` fixture).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from threading import Event as ThreadEvent
+
+from outbox.api import Event, PermanentError, RetryPolicy, TransientError, subscriber
+
+from .testapp.models import Effect
+
+TASK_EVENTS = ["task.completed"]
+FAST_RETRY = RetryPolicy(max_retries=3, backoff=0.05, backoff_max=0.1, jitter=False)
+
+# Shared with the in-thread worker: how many times each (subscriber, event) was tried.
+calls: Counter[tuple[str, int]] = Counter()
+# Set by a test to make `slow` hold its delivery until released.
+release_slow = ThreadEvent()
+
+
+def _effect(name: str, event: Event) -> None:
+    calls[(name, event.id)] += 1
+    Effect.objects.create(subscriber=name, event_id=event.id)
+
+
+@subscriber("recorder", events=TASK_EVENTS, queue="test_recorder", retry=FAST_RETRY)
+def recorder(event: Event) -> None:
+    _effect("recorder", event)
+
+
+@subscriber("second", events=TASK_EVENTS, queue="test_second", retry=FAST_RETRY)
+def second(event: Event) -> None:
+    _effect("second", event)
+
+
+@subscriber("flaky", events=TASK_EVENTS, queue="test_flaky", retry=FAST_RETRY)
+def flaky(event: Event) -> None:
+    """Fails transiently twice per event, then succeeds."""
+    calls[("flaky", event.id)] += 1
+    if calls[("flaky", event.id)] <= 2:
+        raise TransientError("upstream timed out")
+    Effect.objects.create(subscriber="flaky", event_id=event.id)
+
+
+@subscriber("always_transient", events=TASK_EVENTS, queue="test_transient", retry=FAST_RETRY)
+def always_transient(event: Event) -> None:
+    calls[("always_transient", event.id)] += 1
+    Effect.objects.create(subscriber="always_transient", event_id=event.id)  # rolled back each time
+    raise TransientError("still down")
+
+
+@subscriber("broken", events=TASK_EVENTS, queue="test_broken", retry=FAST_RETRY)
+def broken(event: Event) -> None:
+    calls[("broken", event.id)] += 1
+    raise PermanentError("this payload can never work")
+
+
+@subscriber("buggy", events=TASK_EVENTS, queue="test_broken", retry=FAST_RETRY)
+def buggy(event: Event) -> None:
+    """An unexpected exception is not in retry_for: permanent, dead at once."""
+    calls[("buggy", event.id)] += 1
+    raise KeyError("no such key")
+
+
+@subscriber("slow", events=TASK_EVENTS, queue="test_slow", retry=FAST_RETRY)
+def slow(event: Event) -> None:
+    release_slow.wait(timeout=30)
+    _effect("slow", event)
+
+
+@subscriber("lost", events=TASK_EVENTS, queue="test_lost", retry=FAST_RETRY)
+def lost(event: Event) -> None:
+    _effect("lost", event)
+
+
+TEST_QUEUES = sorted(
+    {"test_recorder", "test_second", "test_flaky", "test_transient", "test_broken", "test_slow"}
+)
