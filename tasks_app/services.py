@@ -22,7 +22,7 @@ def complete_task(task: Task, by: AbstractBaseUser) -> bool:
 
     The row is locked first, so two concurrent completions of one task write one event.
     """
-    locked = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+    locked = Task.objects.select_for_update(of=("self",)).select_related("project").get(pk=task.pk)
     if locked.is_completed:
         _refresh(task, locked)
         return False
@@ -40,7 +40,7 @@ def complete_task(task: Task, by: AbstractBaseUser) -> bool:
 @transaction.atomic
 def reopen_task(task: Task, status: str = Task.Status.TODO) -> bool:
     """Move a completed task back to `status` and record `task.reopened`; False if it was not completed."""
-    locked = Task.objects.select_for_update().select_related("project").get(pk=task.pk)
+    locked = Task.objects.select_for_update(of=("self",)).select_related("project").get(pk=task.pk)
     if not locked.is_completed:
         return False
     locked.status = status

@@ -5,7 +5,9 @@ from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+# The constructor only takes a yes/no; a regex makes the slash optional on every route.
+router.trailing_slash = "/?"
 router.register("goals", views.GoalViewSet, basename="goal")
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("tasks", views.TaskViewSet, basename="task")

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,9 +71,8 @@ def broker() -> Redis:
 @pytest.fixture(autouse=True)
 def _reset_test_subscribers() -> Iterator[None]:
     test_subscribers.calls.clear()
-    test_subscribers.release_slow.clear()
+    test_subscribers.healed.clear()
     yield
-    test_subscribers.release_slow.set()
 
 
 @pytest.fixture
@@ -81,11 +87,13 @@ ALL_TEST_QUEUES = ["outbox", *test_subscribers.TEST_QUEUES]
 
 @pytest.fixture
 def start_celery_worker(transactional_db: None, broker: Redis) -> Iterator[Callable[..., Any]]:
-    """Start a real Celery worker (in a thread of this process) on the given queues."""
+    """Start a real Celery worker (in a thread of this process) on exactly the given queues."""
     with contextlib.ExitStack() as stack:
 
         def start(*queues: str) -> Any:
-            names = sorted(set(queues or ALL_TEST_QUEUES) | set(registry.queues()))
+            # No queues named: the tests' usual ones and the product subscribers'.
+            product = [q for q in registry.queues() if not q.startswith("test_")]
+            names = list(queues) or sorted({*ALL_TEST_QUEUES, *product})
             return stack.enter_context(
                 start_worker(
                     celery_app,
@@ -105,6 +113,83 @@ def start_celery_worker(transactional_db: None, broker: Redis) -> Iterator[Calla
 def celery_worker(start_celery_worker: Callable[..., Any]) -> Any:
     """A real Celery worker consuming the outbox queue and every subscriber's queue."""
     return start_celery_worker()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """A real `celery worker` process on the test database and broker."""
+
+    def __init__(self, name: str, queues: list[str], concurrency: int, pool: str) -> None:
+        self.hostname = f"{name}@{socket.gethostname()}"
+        self.log = tempfile.NamedTemporaryFile(prefix=f"celery-{name}-", suffix=".log", delete=False)  # noqa: SIM115
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "selfos.settings.test",
+            "SELFOS_TEST_DB_NAME": settings.DATABASES["default"]["NAME"],
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "selfos",
+                "worker",
+                "-n",
+                self.hostname,
+                "-Q",
+                ",".join(queues),
+                "-c",
+                str(concurrency),
+                "-P",
+                pool,
+                "--include",
+                "tests.subscribers",
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "INFO",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not celery_app.control.ping(destination=[self.hostname], timeout=0.5):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"worker {self.hostname} did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+@pytest.fixture
+def worker_process(transactional_db: None, broker: Redis) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker processes (`celery -A selfos worker`) on the given queues."""
+    started: list[WorkerProcess] = []
+
+    def start(*queues: str, concurrency: int = 1, pool: str = "prefork") -> WorkerProcess:
+        worker = WorkerProcess(f"w{len(started)}", list(queues), concurrency, pool)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 def settle(condition: Callable[[], bool], timeout: float = 20.0, sweep: bool = True) -> None:

@@ -21,3 +21,6 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 # Close connections after every Celery task and request, so the in-thread test
 # worker holds none open when the test database is flushed or dropped.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# A worker process started by a test connects straight to pytest-django's test database.
+if _test_db := env("SELFOS_TEST_DB_NAME", default=None):
+    DATABASES["default"]["NAME"] = _test_db  # noqa: F405
