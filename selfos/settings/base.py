@@ -203,4 +203,12 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Celery's own "received / succeeded" lines, once a second for the relay
+        # alone; the outbox logs every delivery with its ids instead.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+    },
 }
+# Workers log through the LOGGING above (plain or JSON), not Celery's own setup.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
