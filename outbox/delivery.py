@@ -15,6 +15,7 @@ For each delivery id in a message it:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -92,7 +93,7 @@ def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str]) -> str:
             return "skipped"
         delivery = claimed[0]
         try:
-            with transaction.atomic():
+            with transaction.atomic() if sub.atomic else contextlib.nullcontext():
                 sub.handler(_event(delivery))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
             return _record_failure(sub, delivery, exc, started_at, clock, context)

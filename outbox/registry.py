@@ -63,6 +63,11 @@ class Subscriber:
     # a backlog). When it raises, the batch is re-run one event at a time so that
     # one bad event fails alone.
     batch_handler: BatchHandler | None = field(default=None, repr=False)
+    # True: the handler's writes roll back when it raises (the default, and what
+    # makes a database effect exactly-once). False: what it wrote before raising
+    # is kept and committed with the failure; for handlers with outside effects
+    # that record their own progress (a push per device) so a retry skips it.
+    atomic: bool = True
 
 
 _subscribers: dict[str, Subscriber] = {}
@@ -75,6 +80,7 @@ def subscriber(
     queue: str | None = None,
     retry: RetryPolicy | None = None,
     batch_handler: BatchHandler | None = None,
+    atomic: bool = True,
 ) -> Callable[[Handler], Handler]:
     """Register `handler` as the subscriber `name` for `events`."""
 
@@ -90,6 +96,7 @@ def subscriber(
             retry=retry or RetryPolicy(),
             task=_make_task(name, task_name, queue or name),
             batch_handler=batch_handler,
+            atomic=atomic,
         )
         return handler
 

@@ -29,6 +29,8 @@ class Goal(Owned):
     description = models.TextField(blank=True, max_length=10_000)
     target_date = models.DateField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Derived: written by the progress subscriber after each task event.
+    progress_percent = models.DecimalField(max_digits=5, decimal_places=2, default=0, editable=False)
 
     class Meta(Owned.Meta):
         indexes = [models.Index(fields=["owner", "-created_at"])]
@@ -47,6 +49,8 @@ class Project(Owned):
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=10_000)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Derived: written by the progress subscriber after each task event.
+    progress_percent = models.DecimalField(max_digits=5, decimal_places=2, default=0, editable=False)
 
     class Meta(Owned.Meta):
         indexes = [models.Index(fields=["owner", "-created_at"])]

@@ -54,8 +54,17 @@ class TokenSerializer(serializers.Serializer):
 class GoalSerializer(StrictSerializerMixin, serializers.ModelSerializer):
     class Meta:
         model = Goal
-        fields = ["id", "title", "description", "target_date", "status", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "title",
+            "description",
+            "target_date",
+            "status",
+            "progress_percent",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "progress_percent", "created_at", "updated_at"]
 
 
 class ProjectSerializer(StrictSerializerMixin, serializers.ModelSerializer):
@@ -63,8 +72,17 @@ class ProjectSerializer(StrictSerializerMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "goal", "title", "description", "status", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "goal",
+            "title",
+            "description",
+            "status",
+            "progress_percent",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "progress_percent", "created_at", "updated_at"]
 
 
 class MediaAttachmentSerializer(StrictSerializerMixin, serializers.ModelSerializer):

@@ -7,3 +7,7 @@ class WorkersConfig(AppConfig):
     name = "workers"
     verbose_name = "Subscribers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Importing a subscriber module registers it (and its Celery task) with the outbox.
+        from . import memory, notifications, progress, story  # noqa: F401

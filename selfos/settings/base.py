@@ -187,6 +187,31 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Subscribers ----------------------------------------------------------
+# story: "template" (offline, the default) or "openai" (any OpenAI-compatible server)
+STORY_WRITER = env("STORY_WRITER", default="template")
+STORY_LLM_BASE_URL = env("STORY_LLM_BASE_URL", default="http://127.0.0.1:11434/v1")
+STORY_LLM_MODEL = env("STORY_LLM_MODEL", default="llama3.2")
+STORY_LLM_API_KEY = env("STORY_LLM_API_KEY", default="")
+STORY_LLM_TIMEOUT = env.float("STORY_LLM_TIMEOUT", default=30.0)
+# notifications: "console" (logs), "locmem" (tests) or "fcm" (Firebase Cloud Messaging)
+PUSH_BACKEND = env("PUSH_BACKEND", default="console")
+FCM_CREDENTIALS_FILE = env("FCM_CREDENTIALS_FILE", default="")
+FCM_PROJECT_ID = env("FCM_PROJECT_ID", default="")
+
+# memory: "pgvector" (same PostgreSQL, the default) or "weaviate"
+MEMORY_STORE = env("MEMORY_STORE", default="pgvector")
+WEAVIATE_URL = env("WEAVIATE_URL", default="http://127.0.0.1:8080")
+WEAVIATE_GRPC_PORT = env.int("WEAVIATE_GRPC_PORT", default=50051)
+WEAVIATE_API_KEY = env("WEAVIATE_API_KEY", default="")
+WEAVIATE_COLLECTION = env("WEAVIATE_COLLECTION", default="TaskMemory")
+
+CELERY_BEAT_SCHEDULE["due-pushes"] = {
+    "task": "workers.notifications.send_due_pushes",
+    "schedule": timedelta(minutes=1),
+    "options": {"queue": "notifications", "expires": 120},
+}
+
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = env("DJANGO_LOG_LEVEL", default="INFO")
 LOGGING = {

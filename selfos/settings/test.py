@@ -24,3 +24,4 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # A worker process started by a test connects straight to pytest-django's test database.
 if _test_db := env("SELFOS_TEST_DB_NAME", default=None):
     DATABASES["default"]["NAME"] = _test_db  # noqa: F405
+PUSH_BACKEND = "locmem"

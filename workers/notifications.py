@@ -1,0 +1,194 @@
+"""Notifications: an in-app notification per event, then a push to each of the user's active devices.
+
+Exactly one push per device: a PushReceipt row (unique per notification and device)
+records each device's outcome as it happens. The subscriber is not atomic, so the
+receipts of the devices that were reached stay committed when another device's
+push fails transiently, and the retry pushes only to those still without one.
+Quiet hours delay the push (not the in-app notification) until they end; the beat
+task `workers.notifications.send_due_pushes` sends it then.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from outbox.api import Event, RetryPolicy, TransientError, subscriber
+from tasks_app.events import TASK_COMPLETED
+from tasks_app.models import Goal, Project, Task
+
+from .events import GOAL_REACHED, PROJECT_COMPLETED
+from .models import Device, Notification, Preferences, PushReceipt
+from .progress import user_zone
+from .push import Outcome, PushMessage, get_backend
+from .queues import Queue
+
+logger = logging.getLogger(__name__)
+
+QUIET_RETRY_DELAY = timedelta(minutes=1)
+
+
+@subscriber(
+    "notifications",
+    events=[TASK_COMPLETED, PROJECT_COMPLETED, GOAL_REACHED],
+    queue=Queue.NOTIFICATIONS,
+    retry=RetryPolicy(max_retries=8, backoff=2, backoff_max=300),
+    atomic=False,
+)
+def notify(event: Event) -> None:
+    event.require("user_id", version=1)
+    notification = ensure_notification(event)
+    if notification is None:
+        return
+    # Locked: a due-push run and this delivery never push the same notification at once.
+    notification = Notification.objects.select_for_update().get(pk=notification.pk)
+    prefs = Preferences.objects.filter(user_id=notification.owner_id).first()
+    if prefs and not prefs.push_enabled:
+        return
+    if prefs and (quiet_end := quiet_hours_end(prefs, timezone.now())):
+        if notification.push_due_at is None:
+            notification.push_due_at = quiet_end
+            notification.save(update_fields=["push_due_at"])
+            logger.info(
+                "notifications: push of %s waits for quiet hours to end at %s", notification.pk, quiet_end
+            )
+        return
+    push(notification)
+
+
+def ensure_notification(event: Event) -> Notification | None:
+    """The in-app notification of this event, made once (keyed by the event)."""
+    existing = Notification.objects.filter(event_id=event.id).first()
+    if existing:
+        return existing
+    content = _content(event)
+    if content is None:
+        logger.info("notifications: the subject of event %s is gone; nothing to notify", event.id)
+        return None
+    title, body, data = content
+    notification, _ = Notification.objects.get_or_create(
+        event_id=event.id,
+        defaults={
+            "owner_id": event.payload["user_id"],
+            "kind": event.type,
+            "title": title,
+            "body": body,
+            "data": data,
+        },
+    )
+    return notification
+
+
+def _content(event: Event) -> tuple[str, str, dict[str, str]] | None:
+    if event.type == TASK_COMPLETED:
+        task = Task.objects.filter(pk=event.payload.get("task_id")).first()
+        if task is None:
+            return None
+        return "Task completed", f"🎉 You completed “{task.title}”!", {"task_id": str(task.pk)}
+    if event.type == PROJECT_COMPLETED:
+        project = Project.objects.filter(pk=event.payload.get("project_id")).first()
+        if project is None:
+            return None
+        return "Project complete", f"🏁 “{project.title}” is done.", {"project_id": str(project.pk)}
+    goal = Goal.objects.filter(pk=event.payload.get("goal_id")).first()
+    if goal is None:
+        return None
+    return "Goal reached", f"🏆 You reached “{goal.title}”!", {"goal_id": str(goal.pk)}
+
+
+def quiet_hours_end(prefs: Preferences, now: datetime) -> datetime | None:
+    """When the current quiet hours end, or None if it is not quiet now (windows may wrap midnight)."""
+    start, end = prefs.quiet_hours_start, prefs.quiet_hours_end
+    if start is None or end is None or start == end:
+        return None
+    zone = user_zone(prefs.user_id)
+    local = now.astimezone(zone)
+    t = local.time().replace(tzinfo=None)
+    quiet = start <= t < end if start < end else (t >= start or t < end)
+    if not quiet:
+        return None
+    end_day = local.date() if t < end else local.date() + timedelta(days=1)
+    return _at(end_day, end, zone)
+
+
+def _at(day: object, at: time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, at, tzinfo=zone).astimezone(ZoneInfo("UTC"))  # type: ignore[arg-type]
+
+
+def push(notification: Notification) -> None:
+    """Push to every active device without a receipt for this notification; raise to retry the rest."""
+    devices = list(
+        Device.objects.filter(owner_id=notification.owner_id, active=True).exclude(
+            receipts__notification=notification
+        )
+    )
+    retry = []
+    if devices:
+        messages = [
+            PushMessage(
+                token=d.token,
+                title=notification.title,
+                body=notification.body,
+                collapse_id=str(notification.pk),
+                data={**notification.data, "notification_id": str(notification.pk)},
+            )
+            for d in devices
+        ]
+        results = get_backend().send(messages)
+        receipts = []
+        for device, result in zip(devices, results, strict=True):
+            if result.outcome == Outcome.RETRY:
+                retry.append(f"{device.pk}: {result.error}")
+                continue
+            if result.outcome == Outcome.INVALID_TOKEN:
+                Device.objects.filter(pk=device.pk).update(
+                    active=False, deactivated_reason=result.error[:200]
+                )
+                logger.info("notifications: device %s deactivated: %s", device.pk, result.error)
+            receipts.append(
+                PushReceipt(
+                    notification=notification,
+                    device=device,
+                    status=str(result.outcome),
+                    provider_message_id=result.message_id,
+                    error=result.error,
+                )
+            )
+        PushReceipt.objects.bulk_create(receipts, ignore_conflicts=True)
+        logger.info(
+            "notifications: %s pushed to %d devices, %d to retry", notification.pk, len(receipts), len(retry)
+        )
+    if retry:
+        raise TransientError(f"push to {len(retry)} devices must be retried: {'; '.join(retry)[:500]}")
+    if notification.push_due_at is not None:
+        notification.push_due_at = None
+        notification.save(update_fields=["push_due_at"])
+
+
+@shared_task(name="workers.notifications.send_due_pushes", ignore_result=True)
+def send_due_pushes(limit: int = 200) -> int:
+    """Push the notifications whose quiet hours are over (beat, every minute)."""
+    sent = 0
+    due = Notification.objects.filter(push_due_at__lte=timezone.now()).values_list("pk", flat=True)[:limit]
+    for pk in list(due):
+        with transaction.atomic():
+            notification = (
+                Notification.objects.select_for_update(skip_locked=True)
+                .filter(pk=pk, push_due_at__lte=timezone.now())
+                .first()
+            )
+            if notification is None:
+                continue
+            try:
+                push(notification)
+                sent += 1
+            except TransientError as exc:
+                notification.push_due_at = timezone.now() + QUIET_RETRY_DELAY
+                notification.save(update_fields=["push_due_at"])
+                logger.warning("notifications: due push of %s will be retried: %s", pk, exc)
+    return sent

@@ -1,0 +1,111 @@
+"""Vector stores for semantic memory, behind one interface; MEMORY_STORE picks one.
+
+- `pgvector` (default): the `workers_memoryentry` table in the same PostgreSQL, with
+  an HNSW cosine index. A user's memories are a small slice of everyone's, and
+  pgvector filters *after* the index scan, so a plain HNSW query for a user with few
+  memories can come back short. Search therefore scans exactly (owner index, then
+  distance sort) when the owner has at most EXACT_SCAN_MAX memories, and otherwise
+  uses pgvector 0.8's iterative index scan, which keeps walking the graph until it
+  has k rows that pass the owner filter.
+- `weaviate`: see `workers.weaviate_store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Protocol
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from pgvector.django import CosineDistance
+
+from .models import MemoryEntry
+
+EXACT_SCAN_MAX = 5000
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    task_id: str
+    owner_id: int
+    title: str
+    text: str
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class Hit:
+    task_id: str
+    title: str
+    score: float  # cosine similarity, 1 is identical
+
+
+class VectorStore(Protocol):
+    name: str
+
+    def upsert(self, items: Sequence[MemoryItem]) -> None: ...
+
+    def delete(self, task_ids: Sequence[str]) -> None: ...
+
+    def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]: ...
+
+    def vector_of(self, task_id: str) -> np.ndarray | None: ...
+
+
+class PgVectorStore:
+    name = "pgvector"
+
+    def upsert(self, items: Sequence[MemoryItem]) -> None:
+        MemoryEntry.objects.bulk_create(
+            [
+                MemoryEntry(
+                    task_id=i.task_id,
+                    owner_id=i.owner_id,
+                    title=i.title[:200],
+                    text=i.text,
+                    embedding=i.vector,
+                )
+                for i in items
+            ],
+            update_conflicts=True,
+            unique_fields=["task_id"],
+            update_fields=["owner", "title", "text", "embedding", "updated_at"],
+        )
+
+    def delete(self, task_ids: Sequence[str]) -> None:
+        MemoryEntry.objects.filter(task_id__in=list(task_ids)).delete()
+
+    def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]:
+        owned = MemoryEntry.objects.filter(owner_id=owner_id)
+        with transaction.atomic(), connection.cursor() as cursor:
+            if owned.count() <= EXACT_SCAN_MAX:
+                # Exact: no HNSW walk at all; the owner's rows are few enough to sort.
+                cursor.execute("SET LOCAL enable_indexscan = off")
+            else:
+                cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * k))])
+            qs = owned.exclude(task_id=exclude) if exclude else owned
+            rows = list(
+                qs.annotate(distance=CosineDistance("embedding", vector))
+                .order_by("distance")
+                .values_list("task_id", "title", "distance")[:k]
+            )
+        return [Hit(task_id=str(t), title=title, score=round(1 - float(d), 4)) for t, title, d in rows]
+
+    def vector_of(self, task_id: str) -> np.ndarray | None:
+        value = MemoryEntry.objects.filter(task_id=task_id).values_list("embedding", flat=True).first()
+        return None if value is None else np.asarray(value, dtype=np.float32)
+
+
+@cache
+def get_store() -> VectorStore:
+    if settings.MEMORY_STORE == "pgvector":
+        return PgVectorStore()
+    if settings.MEMORY_STORE == "weaviate":
+        from .weaviate_store import WeaviateStore
+
+        return WeaviateStore.from_settings()
+    raise ValueError(f"unknown MEMORY_STORE {settings.MEMORY_STORE!r} (pgvector or weaviate)")
