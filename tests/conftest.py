@@ -17,14 +17,19 @@ from typing import Any
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
+from django.utils import timezone
 from redis import Redis
 from rest_framework.test import APIClient
 
 from outbox import registry, sweeper
+from outbox.delivery import run_deliveries
+from outbox.models import Delivery, OutboxEvent
 from selfos.celery import app as celery_app
+from workers import push, writers
 
 from . import subscribers as test_subscribers  # registers the tests' subscribers
 from .factories import TokenFactory, UserFactory
+from .fakes import FakeChat, FakeFCM
 
 
 @pytest.fixture
@@ -203,3 +208,59 @@ def settle(condition: Callable[[], bool], timeout: float = 20.0, sweep: bool = T
         if sweep:
             sweeper.sweep()
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def fake_fcm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeFCM]:
+    """One loopback FCM for the session; firebase-admin builds its send URL from FCM_URL."""
+    from firebase_admin import messaging
+
+    server = FakeFCM(tmp_path_factory.mktemp("fcm"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(messaging._MessagingService, "FCM_URL", server.send_url_template)
+        yield server
+    server.close()
+
+
+@pytest.fixture
+def fcm(fake_fcm: FakeFCM, settings: Any) -> FakeFCM:
+    """Push through the real firebase-admin client to the loopback FCM."""
+    fake_fcm.reset()
+    settings.PUSH_BACKEND = "fcm"
+    settings.FCM_CREDENTIALS_FILE = str(fake_fcm.credentials_file)
+    return fake_fcm
+
+
+@pytest.fixture
+def fake_chat(settings: Any) -> Iterator[FakeChat]:
+    """Write stories with the OpenAI-compatible writer against a loopback chat server."""
+    server = FakeChat()
+    settings.STORY_WRITER = "openai"
+    settings.STORY_LLM_BASE_URL = server.base_url
+    settings.STORY_LLM_MODEL = "fake-model"
+    settings.STORY_LLM_API_KEY = "sk-test"
+    settings.STORY_LLM_TIMEOUT = 1.0
+    writers.get_writer.cache_clear()
+    yield server
+    writers.get_writer.cache_clear()
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_subscriber_state() -> Iterator[None]:
+    push.sent.clear()
+    writers.get_writer.cache_clear()
+    yield
+
+
+def deliver(subscriber: str, event: OutboxEvent) -> dict[str, int]:
+    """Run one subscriber on one event through the real delivery wrapper (as a worker would)."""
+    delivery, _ = Delivery.objects.get_or_create(
+        event=event, subscriber=subscriber, defaults={"dispatched_at": timezone.now()}
+    )
+    Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.DISPATCHED)
+    return run_deliveries(subscriber, [delivery.pk])
+
+
+def events_of(event_type: str) -> list[OutboxEvent]:
+    return list(OutboxEvent.objects.filter(type=event_type).order_by("id"))

@@ -180,8 +180,8 @@ class MemoryEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "memory entries"
+        # The owner filter uses the index Django gives every foreign key.
         indexes = [
-            models.Index(fields=["owner"], name="memory_owner"),
             HnswIndex(
                 name="memory_embedding_hnsw",
                 fields=["embedding"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -93,6 +94,15 @@ class FCMBackend:
 
 
 def _fcm_message(m: PushMessage) -> Any:
+
+    # Devices register FCM registration tokens, which FCM v1 still takes as
+    # `message.token`; firebase-admin 7.7 nudges new code towards installation ids.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
+        return _fcm_message_with_token(m)
+
+
+def _fcm_message_with_token(m: PushMessage) -> Any:
     from firebase_admin import messaging
 
     return messaging.Message(

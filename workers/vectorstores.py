@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from pgvector.django import CosineDistance
 
 from .models import MemoryEntry
@@ -79,21 +80,26 @@ class PgVectorStore:
         MemoryEntry.objects.filter(task_id__in=list(task_ids)).delete()
 
     def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]:
+        with transaction.atomic():
+            rows = list(
+                self.nearest(owner_id, vector, k, exclude).values_list("task_id", "title", "distance")
+            )
+        return [Hit(task_id=str(t), title=title, score=round(1 - float(d), 4)) for t, title, d in rows]
+
+    def nearest(
+        self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None
+    ) -> QuerySet[MemoryEntry]:
+        """The owner's k nearest rows; sets the scan strategy for the current transaction."""
         owned = MemoryEntry.objects.filter(owner_id=owner_id)
-        with transaction.atomic(), connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             if owned.count() <= EXACT_SCAN_MAX:
                 # Exact: no HNSW walk at all; the owner's rows are few enough to sort.
                 cursor.execute("SET LOCAL enable_indexscan = off")
             else:
                 cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
                 cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * k))])
-            qs = owned.exclude(task_id=exclude) if exclude else owned
-            rows = list(
-                qs.annotate(distance=CosineDistance("embedding", vector))
-                .order_by("distance")
-                .values_list("task_id", "title", "distance")[:k]
-            )
-        return [Hit(task_id=str(t), title=title, score=round(1 - float(d), 4)) for t, title, d in rows]
+        qs = owned.exclude(task_id=exclude) if exclude else owned
+        return qs.annotate(distance=CosineDistance("embedding", vector)).order_by("distance")[:k]
 
     def vector_of(self, task_id: str) -> np.ndarray | None:
         value = MemoryEntry.objects.filter(task_id=task_id).values_list("embedding", flat=True).first()

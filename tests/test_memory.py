@@ -1,0 +1,187 @@
+"""Semantic memory: the real offline model, the pgvector store, owner-scoped search, recall for stories."""
+
+import numpy as np
+import pytest
+from django.db import connection, transaction
+from rest_framework.test import APIClient
+
+from outbox.models import OutboxEvent
+from tasks_app import services
+from tasks_app.models import Task
+from workers import embedding, memory, vectorstores
+from workers.models import MemoryEntry
+
+from .conftest import deliver
+from .factories import MediaAttachmentFactory, ProjectFactory, TaskFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def complete(task: Task) -> OutboxEvent:
+    services.complete_task(task, by=task.owner)
+    return OutboxEvent.objects.filter(aggregate_id=str(task.pk)).latest("id")
+
+
+def remember(owner, title: str, description: str = "") -> Task:
+    task = TaskFactory(owner=owner, title=title, description=description, project=None)
+    assert deliver("memory", complete(task)) == {"succeeded": 1}
+    return task
+
+
+def test_the_model_is_real_and_offline() -> None:
+    vectors = embedding.embed(["climb a mountain", "hike up a hill", "file the tax return"])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+    assert embedding.model() is embedding.model()  # loaded once per process
+
+
+def test_the_text_has_title_description_captions_and_project(user) -> None:
+    task = TaskFactory(
+        owner=user,
+        title="Long run",
+        description="18 km",
+        project=ProjectFactory(owner=user, title="Marathon"),
+    )
+    MediaAttachmentFactory(task=task, caption="sunrise")
+    assert memory.memory_text(task) == "Long run\n18 km\nsunrise\nProject: Marathon"
+
+
+def test_a_completed_task_is_remembered_once_with_its_id(user) -> None:
+    task = TaskFactory(owner=user, title="Bake sourdough bread")
+    event = complete(task)
+    deliver("memory", event)
+    deliver("memory", event)
+    entry = MemoryEntry.objects.get()
+    assert entry.task_id == task.pk and entry.owner == user
+    assert len(entry.embedding) == 384
+
+
+def test_reopened_and_deleted_tasks_are_forgotten(user) -> None:
+    kept, reopened, deleted = (remember(user, t) for t in ("kept", "reopened", "deleted"))
+    services.reopen_task(reopened)
+    deliver("memory", OutboxEvent.objects.get(type="task.reopened"))
+    services.delete_task(deleted)
+    deliver("memory", OutboxEvent.objects.get(type="task.deleted"))
+    assert list(MemoryEntry.objects.values_list("task_id", flat=True)) == [kept.pk]
+
+
+def test_search_finds_by_meaning_in_the_callers_memories_only(api: APIClient, user) -> None:
+    remember(user, "Bake sourdough bread", "feed the starter, shape the loaf")
+    remember(user, "Renew passport")
+    remember(user, "Fix the bicycle brakes")
+    remember(UserFactory(), "Bake rye bread")  # someone else's
+    body = api.get("/api/memory/search/", {"q": "baking", "k": 5}).json()
+    titles = [r["title"] for r in body["results"]]
+    assert titles[0] == "Bake sourdough bread"
+    assert "Bake rye bread" not in titles and len(titles) == 3
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert set(body["results"][0]) == {"task", "title", "score"}
+
+
+def test_a_user_with_no_memories_gets_an_empty_list(api: APIClient) -> None:
+    remember(UserFactory(), "Bake bread")
+    assert api.get("/api/memory/search/", {"q": "bread"}).json() == {"results": []}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"q": ""},
+        {"q": "   "},
+        {"q": "x", "k": 0},
+        {"q": "x", "k": 51},
+        {"q": "x", "k": "many"},
+        {"q": "x" * 1001},
+    ],
+)
+def test_search_validates_q_and_k(api: APIClient, params: dict) -> None:
+    response = api.get("/api/memory/search/", params)
+    assert response.status_code == 400
+    assert set(response.json()) <= {"q", "k"}
+
+
+def test_search_needs_authentication(anon: APIClient) -> None:
+    assert anon.get("/api/memory/search/", {"q": "x"}).status_code == 401
+
+
+def test_batched_indexing_embeds_many_in_one_call(user, monkeypatch) -> None:
+    tasks = [TaskFactory(owner=user, title=f"Chapter {i} of the novel") for i in range(5)]
+    events = [complete(t) for t in tasks]
+    calls = []
+    real = embedding.embed
+    monkeypatch.setattr(embedding, "embed", lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw))
+    from outbox.delivery import run_deliveries
+    from outbox.models import Delivery
+
+    ids = [Delivery.objects.create(event=e, subscriber="memory").pk for e in events]
+    assert run_deliveries("memory", ids) == {"succeeded": 5, "skipped": 0}
+    assert calls == [5]
+    assert MemoryEntry.objects.count() == 5
+
+
+def test_recall_for_stories_excludes_the_task_itself(user) -> None:
+    remember(user, "Run 10 km along the river")
+    remember(user, "Book the dentist")
+    task = remember(user, "Run a half marathon")
+    related = memory.related_tasks(task, 2)
+    assert related[0]["title"] == "Run 10 km along the river"
+    assert all(r["task"] != str(task.pk) for r in related)
+
+
+def crowd_of_memories(n: int = 3000) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    crowd = UserFactory()
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    MemoryEntry.objects.bulk_create(
+        [
+            MemoryEntry(
+                task_id=f"00000000-0000-4000-8000-{i:012d}", owner=crowd, title=f"t{i}", text="", embedding=v
+            )
+            for i, v in enumerate(vectors)
+        ]
+    )
+    return vectors
+
+
+GARDEN = ("Plant tomatoes", "Water the garden", "Prune the roses")
+
+
+def test_few_memories_among_many_exact_scan(user) -> None:
+    """A user with few memories is searched exactly: full recall, no HNSW walk."""
+    crowd_of_memories()
+    mine = [remember(user, t) for t in GARDEN]
+    hits = memory.search(user.pk, "gardening", 10)
+    assert {h.task_id for h in hits} == {str(t.pk) for t in mine}
+    with transaction.atomic():
+        plan = vectorstores.PgVectorStore().nearest(user.pk, embedding.embed(["x"])[0], 10).explain()
+    assert "memory_embedding_hnsw" not in plan, plan
+
+
+def test_few_memories_among_many_iterative_hnsw_scan(user, monkeypatch) -> None:
+    """When the HNSW graph is walked, pgvector filters after it: iterative scan keeps recall whole."""
+    monkeypatch.setattr(vectorstores, "EXACT_SCAN_MAX", 0)
+    crowd = crowd_of_memories()
+    mine = {str(t.pk) for t in (remember(user, t) for t in GARDEN)}
+    # The hard case: a query whose nearest neighbours are all someone else's.
+    query = crowd[0]
+    store = vectorstores.PgVectorStore()
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Leave the planner only the HNSW index (rolled back with the test's transaction).
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes"
+            " WHERE tablename = 'workers_memoryentry' AND indexdef LIKE '%%(owner_id)'"
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(f'DROP INDEX "{name}"')
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        qs = store.nearest(user.pk, query, 10)
+        assert "memory_embedding_hnsw" in qs.explain()
+        assert {str(t) for t in qs.values_list("task_id", flat=True)} == mine
+        # Without the iterative scan, the filter runs on the first ef_search candidates only.
+        qs = store.nearest(user.pk, query, 10)
+        cursor.execute("SET LOCAL hnsw.iterative_scan = off")
+        assert len(list(qs.values_list("task_id", flat=True))) < len(mine)

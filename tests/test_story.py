@@ -1,0 +1,156 @@
+"""The story subscriber: one segment per completed task, drawing on media, progress and memory."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from outbox.models import Delivery, OutboxEvent
+from tasks_app import services
+from tasks_app.models import Task
+from workers import recall
+from workers.models import StorySegment
+from workers.recall import MemoryUnavailable
+from workers.writers import StoryContext, TemplateWriter
+
+from .conftest import deliver
+from .factories import MediaAttachmentFactory, ProjectFactory, TaskFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def no_memory(monkeypatch):
+    def unavailable(task, k):
+        raise MemoryUnavailable("vector store down")
+
+    monkeypatch.setattr("workers.story.related_tasks", unavailable)
+
+
+@pytest.fixture
+def fixed_memory(monkeypatch):
+    recalled = [{"task": "8f7f0000-0000-0000-0000-000000000000", "title": "Hill repeats", "score": 0.71}]
+    monkeypatch.setattr("workers.story.related_tasks", lambda task, k: recalled)
+    return recalled
+
+
+def complete(task: Task) -> OutboxEvent:
+    services.complete_task(task, by=task.owner)
+    return OutboxEvent.objects.filter(aggregate_id=str(task.pk)).latest("id")
+
+
+def test_a_segment_uses_media_progress_and_recalled_tasks(user, fixed_memory) -> None:
+    project = ProjectFactory(owner=user, title="Marathon base")
+    project.progress_percent = 50
+    project.save()
+    task = TaskFactory(owner=user, project=project, title="Long run", description="18 km along the river")
+    MediaAttachmentFactory(task=task, kind="image", caption="sunrise over the bridge")
+    MediaAttachmentFactory(task=task, kind="note", url="", caption="legs felt strong")
+    assert deliver("story", complete(task)) == {"succeeded": 1}
+    segment = StorySegment.objects.get()
+    assert segment.kind == "task" and segment.subject_id == task.pk and segment.writer == "template"
+    assert "“Long run”" in segment.text and "18 km along the river" in segment.text
+    assert "sunrise over the bridge" in segment.text and "legs felt strong" in segment.text
+    assert "Marathon base" in segment.text and "50%" in segment.text
+    assert "Hill repeats" in segment.text
+    assert [m["caption"] for m in segment.media] == ["sunrise over the bridge", "legs felt strong"]
+    assert segment.recalled == fixed_memory
+    assert segment.metadata["memory"] == "ok"
+
+
+def test_one_segment_per_task_however_often_it_is_delivered(user, fixed_memory) -> None:
+    event = complete(TaskFactory(owner=user))
+    deliver("story", event)
+    deliver("story", event)
+    assert StorySegment.objects.count() == 1
+
+
+def test_without_memory_the_story_is_still_told_and_says_so(user, no_memory) -> None:
+    assert deliver("story", complete(TaskFactory(owner=user, title="Fix the bike"))) == {"succeeded": 1}
+    segment = StorySegment.objects.get()
+    assert "Fix the bike" in segment.text
+    assert segment.recalled == []
+    assert segment.metadata["memory"] == "unavailable: vector store down"
+
+
+def test_the_template_writer_varies_between_tasks_and_is_stable_for_one() -> None:
+    writer = TemplateWriter()
+    texts = {
+        writer.write(StoryContext(kind="task", subject_id=f"task-{i}", title="Same title")) for i in range(12)
+    }
+    assert len(texts) > 3
+    one = StoryContext(kind="task", subject_id="task-1", title="Same title")
+    assert writer.write(one) == writer.write(one)
+
+
+def test_a_finished_project_closes_a_chapter(user, fixed_memory) -> None:
+    project = ProjectFactory(owner=user, title="Garden")
+    task = TaskFactory(owner=user, project=project)
+    deliver("progress", complete(task))
+    milestone = OutboxEvent.objects.get(type="project.completed")
+    deliver("story", milestone)
+    deliver("story", milestone)
+    chapter = StorySegment.objects.get(kind="project")
+    assert chapter.title == "Chapter closed: Garden"
+    assert "“Garden” is complete after 1 tasks" in chapter.text
+    goal_event = OutboxEvent.objects.get(type="goal.reached")
+    deliver("story", goal_event)
+    assert StorySegment.objects.filter(kind="goal", subject_id=project.goal_id).count() == 1
+
+
+def test_a_task_reopened_before_its_story_gets_none(user, fixed_memory) -> None:
+    task = TaskFactory(owner=user)
+    event = complete(task)
+    services.reopen_task(task)
+    assert deliver("story", event) == {"succeeded": 1}
+    assert not StorySegment.objects.exists()
+
+
+def test_the_llm_writer_speaks_chat_completions(user, fake_chat, fixed_memory) -> None:
+    task = TaskFactory(owner=user, title="Tax return")
+    MediaAttachmentFactory(task=task, caption="receipt pile")
+    assert deliver("story", complete(task)) == {"succeeded": 1}
+    segment = StorySegment.objects.get()
+    assert segment.writer == "openai"
+    assert segment.text.startswith("A story from the model")
+    [request] = fake_chat.requests
+    assert request["headers"]["Authorization"] == "Bearer sk-test"
+    assert request["body"]["model"] == "fake-model"
+    facts = request["body"]["messages"][-1]["content"]
+    assert "Tax return" in facts and "receipt pile" in facts and "Hill repeats" in facts
+
+
+@pytest.mark.parametrize("failure", [500, 503, 429, "slow"])
+def test_the_llm_writer_retries_timeouts_and_server_errors(user, fake_chat, fixed_memory, failure) -> None:
+    fake_chat.plan.append(failure)
+    event = complete(TaskFactory(owner=user))
+    assert deliver("story", event) == {"retry": 1}
+    delivery = Delivery.objects.get(event=event, subscriber="story")
+    assert delivery.status == "pending" and "TransientError" in delivery.last_error
+    assert not StorySegment.objects.exists()
+    assert deliver("story", event) == {"succeeded": 1}  # the retry, once the server is back
+    assert StorySegment.objects.count() == 1
+
+
+def test_the_llm_writer_treats_a_4xx_as_permanent(user, fake_chat, fixed_memory) -> None:
+    fake_chat.plan.append(401)
+    event = complete(TaskFactory(owner=user))
+    assert deliver("story", event) == {"dead": 1}
+    assert "story writer refused the request: 401" in Delivery.objects.get(event=event).last_error
+
+
+def test_story_api_lists_own_segments_newest_first(api: APIClient, user, fixed_memory) -> None:
+    first, second = TaskFactory(owner=user, title="First"), TaskFactory(owner=user, title="Second")
+    deliver("story", complete(first))
+    deliver("story", complete(second))
+    deliver("story", complete(TaskFactory(owner=UserFactory(), title="Someone else's")))
+    body = api.get("/api/story/").json()
+    assert body["count"] == 2
+    assert [s["title"] for s in body["results"]] == ["Second", "First"]
+
+
+def test_recall_reports_memory_errors_as_unavailable(user, monkeypatch) -> None:
+    def broken_store():
+        raise RuntimeError("store misconfigured")
+
+    monkeypatch.setattr("workers.memory.get_store", broken_store)
+    with pytest.raises(MemoryUnavailable, match="store misconfigured"):
+        recall.related_tasks(TaskFactory(owner=user), 3)
