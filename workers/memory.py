@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import DatabaseError, transaction
+from weaviate.exceptions import WeaviateBaseError
 
 from outbox.api import Event, RetryPolicy, subscriber
 from tasks_app.events import TASK_COMPLETED, TASK_DELETED, TASK_PAYLOAD_VERSION, TASK_REOPENED
@@ -38,8 +39,9 @@ def memory_text(task: Task) -> str:
 
 def index_events(events: Sequence[Event]) -> None:
     for event in events:
-        event.require("task_id", version=TASK_PAYLOAD_VERSION)
+        event.require("task_id", "user_id", version=TASK_PAYLOAD_VERSION)
     task_ids = {e.payload["task_id"] for e in events}
+    # Whatever the event said, the task's state now decides: completed -> remembered.
     completed = list(
         Task.objects.filter(pk__in=task_ids, status=Task.Status.COMPLETED)
         .select_related("project")
@@ -56,13 +58,17 @@ def index_events(events: Sequence[Event]) -> None:
                 for t, v in zip(completed, vectors, strict=True)
             ]
         )
-    gone = task_ids - {str(t.pk) for t in completed}
-    if gone:
-        store.delete(sorted(gone))
+    remembered = {str(t.pk) for t in completed}
+    gone: dict[int, set[str]] = {}
+    for e in events:
+        if e.payload["task_id"] not in remembered:
+            gone.setdefault(int(e.payload["user_id"]), set()).add(e.payload["task_id"])
+    for owner_id, ids in gone.items():
+        store.delete(owner_id, sorted(ids))
     logger.info(
         "memory: %d tasks indexed, %d removed (events %s)",
         len(completed),
-        len(gone),
+        sum(len(ids) for ids in gone.values()),
         [e.id for e in events][:20],
     )
 
@@ -89,10 +95,10 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
         # A savepoint: a failing store must not break the caller's transaction.
         with transaction.atomic():
             store = get_store()
-            vector = store.vector_of(str(task.pk))
+            vector = store.vector_of(task.owner_id, str(task.pk))
             if vector is None:  # the story may run before memory has indexed this task
                 vector = embedding.embed([memory_text(task)])[0]
             hits = store.search(task.owner_id, vector, k, exclude=str(task.pk))
-    except (DatabaseError, OSError, ImportError, RuntimeError, ValueError) as exc:
+    except (DatabaseError, OSError, ImportError, RuntimeError, ValueError, WeaviateBaseError) as exc:
         raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return [{"task": h.task_id, "title": h.title, "score": h.score} for h in hits]

@@ -49,11 +49,11 @@ class VectorStore(Protocol):
 
     def upsert(self, items: Sequence[MemoryItem]) -> None: ...
 
-    def delete(self, task_ids: Sequence[str]) -> None: ...
+    def delete(self, owner_id: int, task_ids: Sequence[str]) -> None: ...
 
     def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]: ...
 
-    def vector_of(self, task_id: str) -> np.ndarray | None: ...
+    def vector_of(self, owner_id: int, task_id: str) -> np.ndarray | None: ...
 
 
 class PgVectorStore:
@@ -76,8 +76,8 @@ class PgVectorStore:
             update_fields=["owner", "title", "text", "embedding", "updated_at"],
         )
 
-    def delete(self, task_ids: Sequence[str]) -> None:
-        MemoryEntry.objects.filter(task_id__in=list(task_ids)).delete()
+    def delete(self, owner_id: int, task_ids: Sequence[str]) -> None:
+        MemoryEntry.objects.filter(owner_id=owner_id, task_id__in=list(task_ids)).delete()
 
     def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]:
         with transaction.atomic():
@@ -101,8 +101,12 @@ class PgVectorStore:
         qs = owned.exclude(task_id=exclude) if exclude else owned
         return qs.annotate(distance=CosineDistance("embedding", vector)).order_by("distance")[:k]
 
-    def vector_of(self, task_id: str) -> np.ndarray | None:
-        value = MemoryEntry.objects.filter(task_id=task_id).values_list("embedding", flat=True).first()
+    def vector_of(self, owner_id: int, task_id: str) -> np.ndarray | None:
+        value = (
+            MemoryEntry.objects.filter(owner_id=owner_id, task_id=task_id)
+            .values_list("embedding", flat=True)
+            .first()
+        )
         return None if value is None else np.asarray(value, dtype=np.float32)
 
 

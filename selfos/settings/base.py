@@ -233,6 +233,8 @@ LOGGING = {
         # alone; the outbox logs every delivery with its ids instead.
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
+        # One line per HTTP request (Weaviate, the story writer): too much at INFO.
+        "httpx": {"level": "WARNING"},
     },
 }
 # Workers log through the LOGGING above (plain or JSON), not Celery's own setup.
