@@ -24,6 +24,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
 
+bench: $(VENV)/.installed
+	SELFOS_DB_NAME=selfos_bench $(SERVICES) $(PY) -m bench $(BENCH_ARGS)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them against real PostgreSQL, Redis and Celery workers."""

@@ -1,0 +1,103 @@
+"""`make bench`: run the benchmarks, print one table, write bench/results/latest.json.
+
+    python -m bench [--quick] [--only latency,relay,embedding,search]
+
+Runs against the database `selfos_bench` (made by with_services.py) and Redis db 14,
+so a running service's data and queues are never touched. Each figure that has a
+baseline is measured in the same run as its baseline and reported as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
+os.environ["REDIS_URL"] = urlunsplit(urlsplit(os.environ["REDIS_URL"])._replace(path="/14"))
+os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
+
+import django
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from . import suites  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes: a smoke run, not figures to quote"
+    )
+    parser.add_argument("--only", default="", help="comma-separated: " + ",".join(suites.ALL))
+    args = parser.parse_args(argv)
+    call_command("migrate", verbosity=0)
+    chosen = [s for s in args.only.split(",") if s] or list(suites.ALL)
+    rows: list[dict[str, Any]] = []
+    for name in chosen:
+        print(f"bench: running {name} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        rows += suites.ALL[name](quick=args.quick)
+        print(f"bench: {name} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    print_table(rows)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / ("quick.json" if args.quick else "latest.json")
+    out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "results": rows}, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(RESULTS.parent.parent)}")
+    return 0
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    headers = ("benchmark", "figure", "value", "baseline", "ratio", "target", "met")
+    table = [
+        (
+            r["bench"],
+            r["figure"],
+            _fmt(r["value"], r.get("unit", "")),
+            _fmt(r.get("baseline"), r.get("unit", "")) if r.get("baseline") is not None else "-",
+            f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-",
+            r.get("target", "-"),
+            {True: "yes", False: "NO", None: "-"}[r.get("met")],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table, strict=False)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * w for w in widths)))
+    for row in table:
+        print(line.format(*row))
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        value = f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
+    return f"{value} {unit}".strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,93 @@
+"""Real Celery worker and beat processes for the benchmarks, on the bench database and Redis db."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / "bench" / "results" / "tmp"
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    db = settings.DATABASES["default"]
+    url = os.environ["DATABASE_URL"]
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "selfos.settings.local",
+        "DATABASE_URL": url,
+        "REDIS_URL": settings.CELERY_BROKER_URL,
+        "PUSH_BACKEND": "locmem",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "SELFOS_DB_NAME": db["NAME"],
+        **extra,
+    }
+
+
+class Processes:
+    """Start processes; stop them all (their whole process groups) on exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        LOGS.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = (LOGS / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "selfos", *args],
+            cwd=ROOT,
+            env=bench_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, name: str, queues: str, concurrency: int = 1, **env: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            name,
+            "worker",
+            "-n",
+            f"{name}@bench",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "WARNING",
+            **env,
+        )
+
+    def wait_ready(self, *names: str, timeout: float = 60) -> None:
+        from selfos.celery import app
+
+        deadline = time.monotonic() + timeout
+        wanted = {f"{n}@bench" for n in names}
+        while True:
+            replies = app.control.ping(timeout=0.5) or []
+            if wanted <= {host for reply in replies for host in reply}:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"workers not ready: {wanted}")
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,331 @@
+"""The benchmark suites. Each returns rows: {bench, figure, value, unit, baseline?, ratio?, target?, met?}."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+from django.db.models import Max
+from django.utils import timezone
+from redis import Redis
+
+from outbox import registry, relay
+from outbox.models import Delivery, OutboxEvent
+from tasks_app import services
+from tasks_app.models import Project, Task
+
+from .processes import LOGS, Processes
+
+Row = dict[str, Any]
+
+
+def reset() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE outbox_deliveryattempt, outbox_delivery, outbox_outboxevent, workers_progresssnapshot,"
+            " workers_storysegment, workers_pushreceipt, workers_notification, workers_device,"
+            " workers_memoryentry, tasks_app_mediaattachment, tasks_app_task, tasks_app_project,"
+            " tasks_app_goal CASCADE"
+        )
+    Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+def percentile(values: list[float], p: float) -> float:
+    return float(np.percentile(values, p)) if values else float("nan")
+
+
+def bench_user() -> Any:
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    return user
+
+
+# --- end to end --------------------------------------------------------------
+def wait_settled(timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (
+            not OutboxEvent.objects.filter(status="pending").exists()
+            and not Delivery.objects.exclude(status__in=["succeeded", "dead"]).exists()
+        ):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def completion_latencies(since_id: int) -> list[float]:
+    """Seconds from each task.completed event's commit to its last delivery's success."""
+    rows = (
+        Delivery.objects.filter(event_id__gt=since_id, event__type="task.completed", status="succeeded")
+        .values("event_id", "event__created_at")
+        .annotate(last=Max("completed_at"))
+    )
+    return [(r["last"] - r["event__created_at"]).total_seconds() for r in rows]
+
+
+def run_completions(rate: float, seconds: float, kick: bool) -> list[float]:
+    user = bench_user()
+    projects = [Project.objects.create(owner=user, title=f"bench project {i}") for i in range(10)]
+    count = int(rate * seconds)
+    tasks = [
+        Task.objects.create(
+            owner=user, project=projects[i % 10], title=f"Bench task {i}: write chapter {i % 37}"
+        )
+        for i in range(count)
+    ]
+    since = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    settings.OUTBOX = {**settings.OUTBOX, "KICK": kick}
+    start = time.monotonic()
+    for i, task in enumerate(tasks):
+        services.complete_task(task, by=user)
+        pause = start + (i + 1) / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    wait_settled(120)
+    return completion_latencies(since)
+
+
+def latency(quick: bool) -> list[Row]:
+    reset()
+    rows: list[Row] = []
+    with Processes() as procs:
+        procs.worker("relay", "outbox")
+        procs.worker("subscribers", "progress,story,notifications", concurrency=2)
+        procs.worker("memory", "memory")
+        procs.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING")
+        procs.wait_ready("relay", "subscribers", "memory")
+        run_completions(rate=5, seconds=1, kick=True)  # warm-up: models load, connections open
+        for kick in (True, False):
+            rate, seconds = (5, 2) if quick else (10, 10)
+            values = run_completions(rate=rate, seconds=seconds, kick=kick)
+            label = "with kick" if kick else "beat only (1 s)"
+            rows.append(
+                {
+                    "bench": "end to end",
+                    "figure": f"p50, {rate}/s, {label}",
+                    "value": percentile(values, 50) * 1000,
+                    "unit": "ms",
+                    "target": "<= 100 ms" if kick else "-",
+                    "met": percentile(values, 50) <= 0.1 if kick else None,
+                }
+            )
+            rows.append(
+                {
+                    "bench": "end to end",
+                    "figure": f"p99, {rate}/s, {label}",
+                    "value": percentile(values, 99) * 1000,
+                    "unit": "ms",
+                    "target": "<= 500 ms" if kick else "-",
+                    "met": percentile(values, 99) <= 0.5 if kick else None,
+                }
+            )
+    settings.OUTBOX = {**settings.OUTBOX, "KICK": True}
+    return rows
+
+
+# --- relay -------------------------------------------------------------------
+def make_backlog(n: int) -> None:
+    user = bench_user()
+    task = Task.objects.create(owner=user, title="backlog")
+    now = timezone.now()
+    OutboxEvent.objects.bulk_create(
+        [
+            OutboxEvent(
+                type="task.completed",
+                aggregate_type="tasks_app.task",
+                aggregate_id=str(task.pk),
+                payload={"type": "task.completed", "version": 1, "task_id": str(task.pk), "user_id": user.pk},
+                created_at=now,
+            )
+            for _ in range(n)
+        ],
+        batch_size=5000,
+    )
+
+
+def relay_throughput(quick: bool) -> list[Row]:
+    n = 2000 if quick else 20000
+    subs = registry.for_event("task.completed")
+    reset()
+    make_backlog(n)
+    started = time.perf_counter()
+    while relay.relay(time_budget=3600):
+        pass
+    ours = n / (time.perf_counter() - started)
+    assert not OutboxEvent.objects.filter(status="pending").exists()
+    deliveries = Delivery.objects.count()
+
+    # Baseline, same run: one Celery message per (event, subscriber), as the
+    # one-message-per-delivery design would publish them.
+    Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    from celery import current_app
+
+    started = time.perf_counter()
+    with current_app.producer_or_acquire() as producer:
+        for i in range(n):
+            for sub in subs:
+                sub.task.apply_async(args=[[i]], queue=sub.queue, producer=producer)
+    raw = n / (time.perf_counter() - started)
+    Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    reset()
+    return [
+        {
+            "bench": "relay",
+            "figure": f"events/s fanned out to {len(subs)} subscribers ({n} backlog)",
+            "value": ours,
+            "unit": "ev/s",
+            "baseline": raw,
+            "ratio": ours / raw,
+            "target": ">= 2,000 ev/s, ahead of raw apply_async",
+            "met": ours >= 2000 and ours > raw,
+        },
+        {"bench": "relay", "figure": "deliveries created", "value": deliveries, "unit": ""},
+    ]
+
+
+# --- memory ------------------------------------------------------------------
+def embedding_throughput(quick: bool) -> list[Row]:
+    from workers import embedding
+
+    texts = [
+        f"Task {i}: write chapter {i % 37} of the novel, then {['run', 'cook', 'read'][i % 3]}"
+        for i in range(256)
+    ]
+    embedding.embed(texts[:4])  # load the model and warm both paths outside the timing
+    embedding.embed(texts)
+    n_single = 32 if quick else 128
+
+    def best_of_3(run: Callable[[], None], count: int) -> float:
+        rates = []
+        for _ in range(3):
+            started = time.perf_counter()
+            run()
+            rates.append(count / (time.perf_counter() - started))
+        return max(rates)
+
+    single = best_of_3(lambda: [embedding.embed([t]) for t in texts[:n_single]], n_single)
+    batched = best_of_3(lambda: embedding.embed(texts), len(texts))
+    return [
+        {
+            "bench": "memory",
+            "figure": "embeddings/s, batched (64 per call) vs one by one",
+            "value": batched,
+            "unit": "texts/s",
+            "baseline": single,
+            "ratio": batched / single,
+            "target": ">= 5x",
+            "met": batched / single >= 5,
+        }
+    ]
+
+
+def clustered_vectors(n: int, dims: int = 384, clusters: int = 200, seed: int = 3) -> np.ndarray:
+    """Vectors shaped like sentence embeddings: tight-ish clusters on the unit sphere."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dims)).astype(np.float32)
+    vectors = centres[rng.integers(0, clusters, n)] + rng.normal(scale=0.6, size=(n, dims)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def search_latency_and_recall(quick: bool) -> list[Row]:
+    from django.contrib.auth import get_user_model
+
+    from workers.vectorstores import PgVectorStore
+
+    n = 10_000 if quick else 100_000
+    reset()
+    User = get_user_model()
+    owners = [User.objects.get_or_create(username=f"bench-owner-{i}")[0] for i in range(11)]
+    vectors = clustered_vectors(n)
+    # Owner 0 has half of everything (the iterative HNSW path); ten others share the rest.
+    owner_of = np.array([owners[0].pk if i % 2 == 0 else owners[1 + (i // 2) % 10].pk for i in range(n)])
+    ids = [uuid.UUID(int=i + 1) for i in range(n)]
+    started = time.perf_counter()
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY workers_memoryentry (task_id, owner_id, title, text, embedding, updated_at) FROM STDIN"
+        ) as copy,
+    ):
+        now = timezone.now()
+        for i in range(n):
+            copy.write_row(
+                (
+                    ids[i],
+                    int(owner_of[i]),
+                    f"memory {i}",
+                    "",
+                    "[" + ",".join(f"{x:.6f}" for x in vectors[i]) + "]",
+                    now,
+                )
+            )
+    load_s = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE workers_memoryentry")
+
+    store = PgVectorStore()
+    queries = clustered_vectors(60, seed=99)
+    rows: list[Row] = [
+        {
+            "bench": "memory",
+            "figure": f"loaded {n:,} vectors (COPY + HNSW upkeep)",
+            "value": load_s,
+            "unit": "s",
+        }
+    ]
+    for label, owner in (
+        ("large owner (iterative HNSW)", owners[0]),
+        ("small owner (exact scan)", owners[1]),
+    ):
+        mask = owner_of == owner.pk
+        own_vectors, own_ids = vectors[mask], [ids[i] for i in np.flatnonzero(mask)]
+        timings, recalls = [], []
+        for q in queries:
+            started = time.perf_counter()
+            hits = store.search(owner.pk, q, 10)
+            timings.append(time.perf_counter() - started)
+            exact = {str(own_ids[i]) for i in np.argsort(-(own_vectors @ q))[:10]}
+            recalls.append(len(exact & {h.task_id for h in hits}) / 10)
+        p95 = percentile(timings, 95) * 1000
+        recall = statistics.mean(recalls)
+        rows += [
+            {
+                "bench": "memory",
+                "figure": f"search p50, {label}, {int(mask.sum()):,} of {n:,}",
+                "value": percentile(timings, 50) * 1000,
+                "unit": "ms",
+            },
+            {
+                "bench": "memory",
+                "figure": f"search p95, {label}",
+                "value": p95,
+                "unit": "ms",
+                "target": "<= 20 ms",
+                "met": p95 <= 20,
+            },
+            {
+                "bench": "memory",
+                "figure": f"recall@10 vs exact, {label}",
+                "value": recall,
+                "unit": "",
+                "target": ">= 0.95",
+                "met": recall >= 0.95,
+            },
+        ]
+    reset()
+    return rows
+
+
+ALL: dict[str, Callable[..., list[Row]]] = {
+    "relay": relay_throughput,
+    "latency": latency,
+    "embedding": embedding_throughput,
+    "search": search_latency_and_recall,
+}
