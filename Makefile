@@ -24,6 +24,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
 
+demo: $(VENV)/.installed
+	$(PY) scripts/demo.py
+
 bench: $(VENV)/.installed
 	SELFOS_DB_NAME=selfos_bench $(SERVICES) $(PY) -m bench $(BENCH_ARGS)
 

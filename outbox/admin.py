@@ -5,8 +5,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import path
 
-from . import services
+from . import dashboard, services
 from .models import Delivery, DeliveryAttempt, OutboxEvent
 
 
@@ -112,6 +113,10 @@ class DeliveryAdmin(admin.ModelAdmin):
                 "(`manage.py outbox replay` re-runs succeeded ones).",
                 messages.WARNING,
             )
+
+    def get_urls(self) -> list[Any]:
+        health = path("health/", self.admin_site.admin_view(dashboard.health_view), name="outbox_health")
+        return [health, *super().get_urls()]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

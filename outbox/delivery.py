@@ -89,6 +89,7 @@ def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str]) -> str:
                 "outbox: delivery %s of %s skipped (done, waiting or running elsewhere)",
                 delivery_id,
                 sub.name,
+                extra={"delivery_id": delivery_id, "subscriber": sub.name},
             )
             return "skipped"
         delivery = claimed[0]
@@ -99,7 +100,11 @@ def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str]) -> str:
             return _record_failure(sub, delivery, exc, started_at, clock, context)
         _record_success([delivery], started_at, clock, context)
         logger.info(
-            "outbox: delivery %s of %s for event %s succeeded", delivery.id, sub.name, delivery.event_id
+            "outbox: delivery %s of %s for event %s succeeded",
+            delivery.id,
+            sub.name,
+            delivery.event_id,
+            extra=_ids(delivery),
         )
         return "succeeded"
 
@@ -127,8 +132,22 @@ def _run_batch(
             )
             return None
         _record_success(deliveries, started_at, clock, context)
-    logger.info("outbox: batch of %d %s deliveries succeeded", len(deliveries), sub.name)
+    logger.info(
+        "outbox: batch of %d %s deliveries succeeded",
+        len(deliveries),
+        sub.name,
+        extra={
+            "delivery_ids": [d.id for d in deliveries],
+            "event_ids": [d.event_id for d in deliveries],
+            "subscriber": sub.name,
+        },
+    )
     return {"succeeded": len(deliveries), "skipped": len(delivery_ids) - len(deliveries)}
+
+
+def _ids(delivery: Delivery) -> dict[str, object]:
+    """Log fields that let one completion be followed from relay to worker (JSON logs show them)."""
+    return {"event_id": delivery.event_id, "delivery_id": delivery.id, "subscriber": delivery.subscriber}
 
 
 def _record_success(
@@ -186,6 +205,7 @@ def _record_failure(
             delivery.attempts,
             delay,
             error,
+            extra=_ids(delivery),
         )
     else:
         reason = (
@@ -204,6 +224,7 @@ def _record_failure(
             sub.name,
             delivery.event_id,
             reason,
+            extra=_ids(delivery),
         )
     delivery.save(update_fields=["attempts", "status", "next_attempt_at", "completed_at", "last_error"])
     DeliveryAttempt.objects.create(

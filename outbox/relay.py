@@ -59,6 +59,7 @@ def relay_once(batch_size: int | None = None) -> int:
         messages,
         events[0][0],
         events[-1][0],
+        extra={"event_ids": [e for e, _ in events][:100], "delivery_ids": [d.id for d in deliveries][:400]},
     )
     return len(events)
 

@@ -264,3 +264,9 @@ def deliver(subscriber: str, event: OutboxEvent) -> dict[str, int]:
 
 def events_of(event_type: str) -> list[OutboxEvent]:
     return list(OutboxEvent.objects.filter(type=event_type).order_by("id"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    module = sys.modules.get("tests.test_schemathesis")
+    if module and module.CASES_RUN[0]:
+        terminalreporter.write_line(f"schemathesis: {module.CASES_RUN[0]} generated API cases run")

@@ -10,4 +10,4 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing a subscriber module registers it (and its Celery task) with the outbox.
-        from . import memory, notifications, progress, story  # noqa: F401
+        from . import audit, memory, notifications, progress, story  # noqa: F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from tasks_app.serializers import StrictSerializerMixin
@@ -57,10 +58,19 @@ class StorySegmentSerializer(serializers.ModelSerializer):
         ]
 
 
+class PushOutcomeSerializer(serializers.Serializer):
+    device = serializers.UUIDField(source="device_id")
+    platform = serializers.CharField(source="device.platform")
+    status = serializers.CharField()
+    at = serializers.DateTimeField(source="created_at")
+
+
 class NotificationSerializer(serializers.ModelSerializer):
+    pushes = PushOutcomeSerializer(source="receipts", many=True, read_only=True)
+
     class Meta:
         model = Notification
-        fields = ["id", "kind", "title", "body", "data", "read_at", "created_at"]
+        fields = ["id", "kind", "title", "body", "data", "read_at", "pushes", "created_at"]
 
 
 class DeviceSerializer(StrictSerializerMixin, serializers.ModelSerializer):
@@ -73,7 +83,25 @@ class DeviceSerializer(StrictSerializerMixin, serializers.ModelSerializer):
         read_only_fields = ["id", "active", "created_at"]
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$",
+        "example": "22:00",
+        "nullable": True,
+    }
+)
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time in the user's time zone, "HH:MM": no UTC offset, unlike OpenAPI's `time` format."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M", input_formats=["%H:%M", "%H:%M:%S"], **kwargs)
+
+
 class PreferencesSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+    quiet_hours_start = LocalTimeField(allow_null=True, required=False)
+    quiet_hours_end = LocalTimeField(allow_null=True, required=False)
+
     class Meta:
         model = Preferences
         fields = ["time_zone", "push_enabled", "quiet_hours_start", "quiet_hours_end"]

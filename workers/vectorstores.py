@@ -92,7 +92,8 @@ class PgVectorStore:
         """The owner's k nearest rows; sets the scan strategy for the current transaction."""
         owned = MemoryEntry.objects.filter(owner_id=owner_id)
         with connection.cursor() as cursor:
-            if owned.count() <= EXACT_SCAN_MAX:
+            # "More than EXACT_SCAN_MAX rows?" reads one row past the limit, not all of them.
+            if not owned.order_by()[EXACT_SCAN_MAX : EXACT_SCAN_MAX + 1].exists():
                 # Exact: no HNSW walk at all; the owner's rows are few enough to sort.
                 cursor.execute("SET LOCAL enable_indexscan = off")
             else:

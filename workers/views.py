@@ -70,8 +70,10 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     serializer_class = NotificationSerializer
 
     def get_queryset(self) -> QuerySet[Notification]:
-        return Notification.objects.filter(owner=self.request.user).order_by(
-            F("read_at").desc(nulls_first=True), "-created_at"
+        return (
+            Notification.objects.filter(owner=self.request.user)
+            .prefetch_related("receipts__device")
+            .order_by(F("read_at").desc(nulls_first=True), "-created_at")
         )
 
     @extend_schema(request=None, responses={200: NotificationSerializer})

@@ -1,4 +1,4 @@
-"""`manage.py outbox status|retry|replay|relay|sweep|purge`: the outbox from the command line."""
+"""`manage.py outbox status|retry|replay|audit|relay|sweep|purge`: the outbox from the command line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
-from outbox import registry, relay, retention, services, sweeper
+from outbox import audit, registry, relay, retention, services, sweeper
 from outbox.models import Delivery, OutboxEvent
 
 
@@ -26,6 +26,7 @@ class Command(BaseCommand):
         replay.add_argument("subscriber")
         replay.add_argument("--since", help="ISO datetime, inclusive")
         replay.add_argument("--until", help="ISO datetime, exclusive")
+        sub.add_parser("audit", help="check the invariants; exits non-zero on a violation")
         sub.add_parser("relay", help="fan out pending events now")
         sub.add_parser("sweep", help="re-publish expired deliveries and due retries now")
         purge = sub.add_parser("purge", help="delete finished events older than the retention window")
@@ -71,6 +72,21 @@ class Command(BaseCommand):
         with tqdm(total=total, unit="event", desc=f"replay {subscriber}", file=self.stderr) as bar:
             count = services.replay(subscriber, progress=bar.update, **bounds)
         self.stdout.write(f"replayed {count} deliveries of {subscriber}")
+
+    def do_audit(self, **options: Any) -> None:
+        report = audit.run()
+        for name in report.checked:
+            found = report.violations.get(name, [])
+            self.stdout.write(f"{'FAIL' if found else 'ok  '}  {name}")
+            for line in found:
+                self.stdout.write(f"        {line}")
+        self.stdout.write("counts: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())))
+        self.stdout.write(f"dead deliveries: {len(report.dead)}")
+        for line in report.dead:
+            self.stdout.write(f"        {line}")
+        if not report.ok:
+            raise CommandError(f"audit found violations in {len(report.violations)} checks")
+        self.stdout.write("audit passed")
 
     def do_relay(self, **options: Any) -> None:
         self.stdout.write(f"relayed {relay.relay()} events")
