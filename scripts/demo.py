@@ -87,9 +87,8 @@ def main() -> int:
     progress = client.get(f"/api/projects/{project['id']}/progress/").json()
     heading("Progress")
     p = progress
-    print(
-        f"{project['title']}: {p['percent']}% ({p['tasks_done']}/{p['tasks_total']} tasks), goal {p['goal_percent']}%"
-    )
+    print(f"{project['title']}: {p['percent']}% ({p['tasks_done']}/{p['tasks_total']} tasks)")
+    print(f"goal: {p['goal_percent']}%")
     print(f"streak {p['streak_days']} day(s), pace {p['pace_per_week']} tasks/week")
     print("history: " + " -> ".join(f"{h['percent']}%" for h in reversed(p["history"])))
     goal_status = client.get(f"/api/goals/{goal['id']}/").json()["status"]
