@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections import defaultdict
 from concurrent import futures
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -39,6 +40,17 @@ def _filter_ids(filters: Any) -> list[str]:
     for sub in filters.filters:
         found += _filter_ids(sub)
     return found
+
+
+def _matches(request: Any, object_id: str, props: dict[str, Any]) -> bool:
+    """The two filters our store sends: by id, and completed_at < a date."""
+    if not request.HasField("filters"):
+        return True
+    f = request.filters
+    if f.target.property == "completed_at" and f.operator == f.OPERATOR_LESS_THAN:
+        value = props.get("completed_at")
+        return value is not None and datetime.fromisoformat(value) < datetime.fromisoformat(f.value_text)
+    return object_id in _filter_ids(f)
 
 
 class _RESTHandler(_JSONHandler):
@@ -104,8 +116,7 @@ class _WeaviateServicer(weaviate_pb2_grpc.WeaviateServicer):
             if request.tenant not in self.fake.tenants(request.collection):
                 context.abort(grpc.StatusCode.UNKNOWN, f'tenant not found: "{request.tenant}"')
             items = self.fake.objects.get(key, {})
-            ids = _filter_ids(request.filters) if request.HasField("filters") else None
-            candidates = [(u, p, v) for u, (p, v) in items.items() if ids is None or u in ids]
+            candidates = [(u, p, v) for u, (p, v) in items.items() if _matches(request, u, p)]
             if request.HasField("near_vector"):
                 nv = request.near_vector
                 raw = nv.vectors[0].vector_bytes if nv.vectors else nv.vector_bytes

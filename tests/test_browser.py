@@ -61,6 +61,8 @@ def test_retry_a_dead_delivery_from_the_outbox_health_page(
     browser, live_server, celery_worker, use_subscribers
 ):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     use_subscribers("fixable")
     UserFactory(username="operator", is_staff=True, is_superuser=True)
@@ -72,13 +74,18 @@ def test_retry_a_dead_delivery_from_the_outbox_health_page(
     browser.find_element(By.NAME, "username").send_keys("operator")
     browser.find_element(By.NAME, "password").send_keys("correct horse battery staple")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Outbox health" in browser.title
+    # click() returns before the next page has loaded: wait for it.
+    WebDriverWait(browser, 10).until(expected_conditions.title_contains("Outbox health"))
     assert "fixable: 1 dead" in browser.find_element(By.ID, "dead").text
     assert browser.find_element(By.ID, "throughput").tag_name == "svg"
 
     test_subscribers.healed.set()  # the operator fixed the cause; now retry
     browser.find_element(By.CSS_SELECTOR, "input.retry-one").click()
-    assert "1 dead deliveries re-dispatched." in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, "ul.messagelist"), "1 dead deliveries re-dispatched."
+        )
+    )
     settle(lambda: Delivery.objects.get(subscriber="fixable").status == "succeeded")
     browser.refresh()
     assert browser.find_element(By.ID, "no-dead").text == "No dead deliveries."

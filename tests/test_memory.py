@@ -185,3 +185,10 @@ def test_few_memories_among_many_iterative_hnsw_scan(user, monkeypatch) -> None:
         qs = store.nearest(user.pk, query, 10)
         cursor.execute("SET LOCAL hnsw.iterative_scan = off")
         assert len(list(qs.values_list("task_id", flat=True))) < len(mine)
+
+
+def test_recall_only_reaches_back_in_time(user) -> None:
+    earlier = remember(user, "Run 10 km along the river")
+    task = remember(user, "Run a half marathon")
+    remember(user, "Run 5 km by the river")  # completed after `task`
+    assert [r["title"] for r in memory.related_tasks(task, 5)] == [earlier.title]

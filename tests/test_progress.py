@@ -166,3 +166,15 @@ def test_progress_api_shows_current_figures_and_history(api: APIClient, user, ot
     assert api.get(f"/api/goals/{project.goal_id}/").json()["progress_percent"] == "100.00"
     assert other_api.get(f"/api/projects/{project.pk}/progress/").status_code == 404
     assert api.get("/api/projects/not-a-uuid/progress/").status_code == 404
+
+
+def test_history_reads_as_it_happened_even_when_the_worker_runs_late(user) -> None:
+    project = ProjectFactory(owner=user)
+    first, second = TaskFactory(owner=user, project=project), TaskFactory(owner=user, project=project)
+    events = [complete(first), complete(second)]  # both done before progress runs
+    for event in events:
+        deliver("progress", event)
+    history = list(ProgressSnapshot.objects.order_by("event_id").values_list("percent", flat=True))
+    assert history == [Decimal("50.00"), Decimal("100.00")]
+    project.refresh_from_db()
+    assert project.progress_percent == 100  # the current figure is current

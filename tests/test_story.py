@@ -39,8 +39,7 @@ def complete(task: Task) -> OutboxEvent:
 
 def test_a_segment_uses_media_progress_and_recalled_tasks(user, fixed_memory) -> None:
     project = ProjectFactory(owner=user, title="Marathon base")
-    project.progress_percent = 50
-    project.save()
+    TaskFactory(owner=user, project=project)  # still open: the project will stand at 50 %
     task = TaskFactory(owner=user, project=project, title="Long run", description="18 km along the river")
     MediaAttachmentFactory(task=task, kind="image", caption="sunrise over the bridge")
     MediaAttachmentFactory(task=task, kind="note", url="", caption="legs felt strong")
@@ -154,3 +153,12 @@ def test_recall_reports_memory_errors_as_unavailable(user, monkeypatch) -> None:
     monkeypatch.setattr("workers.memory.get_store", broken_store)
     with pytest.raises(MemoryUnavailable, match="store misconfigured"):
         recall.related_tasks(TaskFactory(owner=user), 3)
+
+
+def test_the_segment_tells_the_progress_of_its_moment(user, fixed_memory) -> None:
+    project = ProjectFactory(owner=user, title="Garden")
+    first, second = TaskFactory(owner=user, project=project), TaskFactory(owner=user, project=project)
+    first_event = complete(first)
+    complete(second)
+    deliver("story", first_event)  # the story runs after both were done
+    assert "Garden" in StorySegment.objects.get().text and "50%" in StorySegment.objects.get().text

@@ -58,7 +58,12 @@ def test_creates_a_multi_tenant_collection_with_self_provided_cosine_vectors(sto
     [vector] = schema["vectorConfig"].values()
     assert vector["vectorizer"] == {"none": {}}
     assert vector["vectorIndexConfig"]["distance"] == "cosine"
-    assert {p["name"] for p in schema["properties"]} == {"task_id", "title", "text"}
+    assert {p["name"]: p["dataType"] for p in schema["properties"]} == {
+        "task_id": ["text"],
+        "title": ["text"],
+        "text": ["text"],
+        "completed_at": ["date"],
+    }
     assert not any("pypi" in path for _, path in fake_weaviate.rest_calls)
 
 
@@ -80,6 +85,16 @@ def test_search_is_nearest_first_and_scoped_to_the_owners_tenant(store) -> None:
     assert [h.task_id for h in store.search(7, unit(2), 5, exclude=item(2, 7).task_id)] == [
         item(1, 7).task_id
     ]
+
+
+def test_search_can_reach_only_before_a_moment(store) -> None:
+    from datetime import UTC, datetime
+
+    early = MemoryItem(**{**item(1, 7).__dict__, "completed_at": datetime(2026, 1, 1, tzinfo=UTC)})
+    late = MemoryItem(**{**item(2, 7).__dict__, "completed_at": datetime(2026, 6, 1, tzinfo=UTC)})
+    store.upsert([early, late])
+    hits = store.search(7, unit(2), 5, before=datetime(2026, 3, 1, tzinfo=UTC))
+    assert [h.task_id for h in hits] == [early.task_id]
 
 
 def test_delete_and_vector_of(store) -> None:

@@ -53,7 +53,12 @@ def index_events(events: Sequence[Event]) -> None:
         store.upsert(
             [
                 MemoryItem(
-                    task_id=str(t.pk), owner_id=t.owner_id, title=t.title, text=memory_text(t), vector=v
+                    task_id=str(t.pk),
+                    owner_id=t.owner_id,
+                    title=t.title,
+                    text=memory_text(t),
+                    vector=v,
+                    completed_at=t.completed_at,
                 )
                 for t, v in zip(completed, vectors, strict=True)
             ]
@@ -90,7 +95,7 @@ def search(owner_id: int, query: str, k: int) -> list[Hit]:
 
 
 def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
-    """The owner's other remembered tasks nearest to `task` (for the story composer)."""
+    """The owner's tasks completed before `task` and nearest to it in meaning (for the story composer)."""
     try:
         # A savepoint: a failing store must not break the caller's transaction.
         with transaction.atomic():
@@ -98,7 +103,7 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
             vector = store.vector_of(task.owner_id, str(task.pk))
             if vector is None:  # the story may run before memory has indexed this task
                 vector = embedding.embed([memory_text(task)])[0]
-            hits = store.search(task.owner_id, vector, k, exclude=str(task.pk))
+            hits = store.search(task.owner_id, vector, k, exclude=str(task.pk), before=task.completed_at)
     except (DatabaseError, OSError, ImportError, RuntimeError, ValueError, WeaviateBaseError) as exc:
         raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return [{"task": h.task_id, "title": h.title, "score": h.score} for h in hits]

@@ -176,6 +176,8 @@ class MemoryEntry(models.Model):
     title = models.CharField(max_length=200)
     text = models.TextField()
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    # When the task was completed: the story recalls only what came before.
+    completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -1,7 +1,10 @@
 """Progress analysis: recompute a project's and its goal's progress, the user's streak and pace.
 
-Everything is recomputed from the current rows (never incremented), so repeats and
-out-of-order deliveries converge on the same figures. When a project reaches 100 %
+Everything is recomputed from the rows (never incremented), so repeats and
+out-of-order deliveries converge on the same figures. A snapshot records the
+project as of its event's completion time (tasks completed by then), so the
+history reads as it happened even when the worker runs late; the project's and
+goal's current percent, and the milestones, follow the current state. When a project reaches 100 %
 it emits `project.completed`, when a goal does `goal.reached`, through the outbox in
 the same transaction as the snapshot; the status change they ride on is what makes
 each fire once per transition. A project or goal that drops below 100 % again (a
@@ -21,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from outbox.api import Event, RetryPolicy, publish, subscriber
 from tasks_app.events import TASK_COMPLETED, TASK_DELETED, TASK_PAYLOAD_VERSION, TASK_REOPENED
@@ -50,19 +54,20 @@ class UserFigures:
     pace_per_week: Decimal
 
 
-def project_figures(project: Project) -> ProjectFigures:
-    """Percent complete, weighted by estimate; a task with none weighs the mean of those that have one."""
-    rows = list(project.tasks.values_list("status", "estimate"))
+def project_figures(project: Project, as_of: datetime | None = None) -> ProjectFigures:
+    """Percent complete, weighted by estimate; a task with none weighs the mean of those that have one.
+
+    With `as_of`, a task counts as done only if it was completed by then: the figures
+    of that moment, recomputed from the rows (so the same answer however often asked).
+    """
+    rows = list(project.tasks.values_list("completed_at", "estimate"))
     estimates = [e for _, e in rows if e]
     default_weight = mean(estimates) if estimates else 1
+    done_rows = [(c, e) for c, e in rows if c is not None and (as_of is None or c <= as_of)]
     total = sum(e or default_weight for _, e in rows)
-    done = sum(e or default_weight for s, e in rows if s == Task.Status.COMPLETED)
+    done = sum(e or default_weight for _, e in done_rows)
     percent = Decimal(100 * done / total).quantize(Decimal("0.01")) if total else Decimal(0)
-    return ProjectFigures(
-        percent=percent,
-        tasks_done=sum(1 for s, _ in rows if s == Task.Status.COMPLETED),
-        tasks_total=len(rows),
-    )
+    return ProjectFigures(percent=percent, tasks_done=len(done_rows), tasks_total=len(rows))
 
 
 def goal_percent(goal: Goal) -> Decimal:
@@ -140,10 +145,14 @@ def update_progress(event: Event) -> None:
     if project is None:
         logger.info("progress: project %s is gone; event %s skipped", project_id, event.id)
         return
-    record_progress(project, event.id)
+    completed_at = event.payload.get("completed_at")
+    record_progress(
+        project, event.id, as_of=parse_datetime(completed_at) if completed_at else event.created_at
+    )
 
 
-def record_progress(project: Project, event_id: int) -> ProgressSnapshot:
+def record_progress(project: Project, event_id: int, as_of: datetime | None = None) -> ProgressSnapshot:
+    """Current figures on the project and goal (milestones follow them); the snapshot, as of the event."""
     figures = project_figures(project)
     user = user_figures(project.owner_id)
     today = timezone.now().astimezone(user_zone(project.owner_id)).date()
@@ -165,13 +174,14 @@ def record_progress(project: Project, event_id: int) -> ProgressSnapshot:
     project.save(update_fields=["progress_percent", "status", "updated_at"])
 
     goal_pct = _update_goal(project.goal_id, event_id) if project.goal_id else None
+    then = project_figures(project, as_of) if as_of else figures
     snapshot, _ = ProgressSnapshot.objects.update_or_create(
         project=project,
         event_id=event_id,
         defaults={
-            "percent": figures.percent,
-            "tasks_done": figures.tasks_done,
-            "tasks_total": figures.tasks_total,
+            "percent": then.percent,
+            "tasks_done": then.tasks_done,
+            "tasks_total": then.tasks_total,
             "goal_percent": goal_pct,
             "streak_days": user.streak_days,
             "pace_per_week": user.pace_per_week,

@@ -17,6 +17,7 @@ from tasks_app.models import Goal, Project, Task
 
 from .events import GOAL_REACHED, MILESTONE_PAYLOAD_VERSION, PROJECT_COMPLETED
 from .models import StorySegment
+from .progress import project_figures
 from .queues import Queue
 from .recall import MemoryUnavailable, related_tasks
 from .writers import StoryContext, get_writer
@@ -69,7 +70,8 @@ def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
         description=task.description,
         project_title=project.title if project else None,
         goal_title=project.goal.title if project and project.goal else None,
-        percent=project.progress_percent if project else None,
+        # The project as it stood when this task was done, not after everything since.
+        percent=project_figures(project, as_of=task.completed_at).percent if project else None,
         media=media,
         recalled=recalled,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Protocol
 
@@ -35,6 +36,7 @@ class MemoryItem:
     title: str
     text: str
     vector: np.ndarray
+    completed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,14 @@ class VectorStore(Protocol):
 
     def delete(self, owner_id: int, task_ids: Sequence[str]) -> None: ...
 
-    def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]: ...
+    def search(
+        self,
+        owner_id: int,
+        vector: np.ndarray,
+        k: int,
+        exclude: str | None = None,
+        before: datetime | None = None,
+    ) -> list[Hit]: ...
 
     def vector_of(self, owner_id: int, task_id: str) -> np.ndarray | None: ...
 
@@ -68,26 +77,38 @@ class PgVectorStore:
                     title=i.title[:200],
                     text=i.text,
                     embedding=i.vector,
+                    completed_at=i.completed_at,
                 )
                 for i in items
             ],
             update_conflicts=True,
             unique_fields=["task_id"],
-            update_fields=["owner", "title", "text", "embedding", "updated_at"],
+            update_fields=["owner", "title", "text", "embedding", "completed_at", "updated_at"],
         )
 
     def delete(self, owner_id: int, task_ids: Sequence[str]) -> None:
         MemoryEntry.objects.filter(owner_id=owner_id, task_id__in=list(task_ids)).delete()
 
-    def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]:
+    def search(
+        self,
+        owner_id: int,
+        vector: np.ndarray,
+        k: int,
+        exclude: str | None = None,
+        before: datetime | None = None,
+    ) -> list[Hit]:
         with transaction.atomic():
-            rows = list(
-                self.nearest(owner_id, vector, k, exclude).values_list("task_id", "title", "distance")
-            )
+            nearest = self.nearest(owner_id, vector, k, exclude, before)
+            rows = list(nearest.values_list("task_id", "title", "distance"))
         return [Hit(task_id=str(t), title=title, score=round(1 - float(d), 4)) for t, title, d in rows]
 
     def nearest(
-        self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None
+        self,
+        owner_id: int,
+        vector: np.ndarray,
+        k: int,
+        exclude: str | None = None,
+        before: datetime | None = None,
     ) -> QuerySet[MemoryEntry]:
         """The owner's k nearest rows; sets the scan strategy for the current transaction."""
         owned = MemoryEntry.objects.filter(owner_id=owner_id)
@@ -100,6 +121,8 @@ class PgVectorStore:
                 cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
                 cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * k))])
         qs = owned.exclude(task_id=exclude) if exclude else owned
+        if before:
+            qs = qs.filter(completed_at__lt=before)
         return qs.annotate(distance=CosineDistance("embedding", vector)).order_by("distance")[:k]
 
     def vector_of(self, owner_id: int, task_id: str) -> np.ndarray | None:

@@ -18,6 +18,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -99,6 +100,7 @@ class WeaviateStore:
                 Property(name="task_id", data_type=DataType.TEXT),
                 Property(name="title", data_type=DataType.TEXT),
                 Property(name="text", data_type=DataType.TEXT),
+                Property(name="completed_at", data_type=DataType.DATE),
             ],
         )
         logger.info("memory: created Weaviate collection %s", self.collection_name)
@@ -125,7 +127,12 @@ class WeaviateStore:
                 [
                     DataObject(
                         uuid=generate_uuid5(i.task_id),
-                        properties={"task_id": i.task_id, "title": i.title, "text": i.text},
+                        properties={
+                            "task_id": i.task_id,
+                            "title": i.title,
+                            "text": i.text,
+                            **({"completed_at": i.completed_at} if i.completed_at else {}),
+                        },
                         vector=[float(x) for x in i.vector],
                     )
                     for i in owned
@@ -143,14 +150,22 @@ class WeaviateStore:
             where=Filter.by_id().contains_any([generate_uuid5(t) for t in task_ids])
         )
 
-    def search(self, owner_id: int, vector: np.ndarray, k: int, exclude: str | None = None) -> list[Hit]:
-        from weaviate.classes.query import MetadataQuery
+    def search(
+        self,
+        owner_id: int,
+        vector: np.ndarray,
+        k: int,
+        exclude: str | None = None,
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        from weaviate.classes.query import Filter, MetadataQuery
         from weaviate.exceptions import WeaviateQueryError
 
         try:
             response = self._collection(owner_id).query.near_vector(
                 near_vector=[float(x) for x in vector],
                 limit=k + 1 if exclude else k,
+                filters=Filter.by_property("completed_at").less_than(before) if before else None,
                 return_metadata=MetadataQuery(distance=True),
                 return_properties=["task_id", "title"],
             )
