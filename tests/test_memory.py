@@ -192,3 +192,18 @@ def test_recall_only_reaches_back_in_time(user) -> None:
     task = remember(user, "Run a half marathon")
     remember(user, "Run 5 km by the river")  # completed after `task`
     assert [r["title"] for r in memory.related_tasks(task, 5)] == [earlier.title]
+
+
+def test_reindex_rebuilds_the_store_with_a_progress_bar(user) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    tasks = [remember(user, t) for t in ("Plant tomatoes", "Renew passport")]
+    MemoryEntry.objects.all().delete()
+    out, err = StringIO(), StringIO()
+    call_command("memory", "reindex", "--batch-size", "1", stdout=out, stderr=err)
+    assert "reindexed 2 completed tasks into pgvector" in out.getvalue()
+    assert "reindex into pgvector" in err.getvalue()
+    assert set(MemoryEntry.objects.values_list("task_id", flat=True)) == {t.pk for t in tasks}
+    assert MemoryEntry.objects.filter(completed_at__isnull=True).count() == 0

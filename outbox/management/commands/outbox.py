@@ -95,4 +95,9 @@ class Command(BaseCommand):
         self.stdout.write(f"sweep: {sweeper.sweep()}")
 
     def do_purge(self, days: float | None, **options: Any) -> None:
-        self.stdout.write(f"deleted {retention.purge(days)} finished events")
+        total = 0
+        with tqdm(unit="event", desc="purge finished events", file=self.stderr) as bar:
+            while deleted := retention.purge_batch(days):
+                total += deleted
+                bar.update(deleted)
+        self.stdout.write(f"deleted {total} finished events")

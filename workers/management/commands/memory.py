@@ -1,0 +1,65 @@
+"""`manage.py memory reindex|search`: rebuild semantic memory from the tasks, or try a search."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from tasks_app.models import Task
+from workers import embedding, memory
+from workers.vectorstores import MemoryItem, get_store
+
+
+class Command(BaseCommand):
+    help = "Rebuild the vector store from the completed tasks (after changing MEMORY_STORE), or search it."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        reindex = sub.add_parser("reindex", help="embed every completed task again and upsert it")
+        reindex.add_argument("--batch-size", type=int, default=256)
+        reindex.add_argument("--user", type=int, help="only this user's tasks (id)")
+        search = sub.add_parser("search", help="search one user's memories")
+        search.add_argument("user", type=int)
+        search.add_argument("query")
+        search.add_argument("-k", type=int, default=5)
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        getattr(self, f"do_{action}")(**options)
+
+    def do_reindex(self, batch_size: int, user: int | None, **options: Any) -> None:
+        if batch_size < 1:
+            raise CommandError("--batch-size must be at least 1")
+        tasks = Task.objects.filter(status=Task.Status.COMPLETED).order_by("pk")
+        if user is not None:
+            tasks = tasks.filter(owner_id=user)
+        store = get_store()
+        done = 0
+        with tqdm(
+            total=tasks.count(), unit="task", desc=f"reindex into {store.name}", file=self.stderr
+        ) as bar:
+            # Keyset pagination: stable and cheap however many tasks there are.
+            last = None
+            while True:
+                page = tasks.filter(pk__gt=last) if last else tasks
+                batch = list(page.select_related("project").prefetch_related("media")[:batch_size])
+                if not batch:
+                    break
+                texts = [memory.memory_text(t) for t in batch]
+                vectors = embedding.embed(texts)
+                store.upsert(
+                    [
+                        MemoryItem(str(t.pk), t.owner_id, t.title, text, v, completed_at=t.completed_at)
+                        for t, text, v in zip(batch, texts, vectors, strict=True)
+                    ]
+                )
+                done += len(batch)
+                last = batch[-1].pk
+                bar.update(len(batch))
+        self.stdout.write(f"reindexed {done} completed tasks into {store.name}")
+
+    def do_search(self, user: int, query: str, k: int, **options: Any) -> None:
+        for hit in memory.search(user, query, k):
+            self.stdout.write(f"{hit.score:.3f}  {hit.title}  ({hit.task_id})")
