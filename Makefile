@@ -10,7 +10,7 @@ export PORT
 # The Procfile names celery and gunicorn: take them from the virtualenv.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test lint format bench demo migrate shell
+.PHONY: run test lint format bench chaos demo migrate shell
 
 $(VENV)/.installed: requirements.txt requirements/base.txt requirements/local.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	SELFOS_DB_NAME=selfos_bench $(SERVICES) $(PY) -m bench $(BENCH_ARGS)
+
+chaos: $(VENV)/.installed
+	SELFOS_DB_NAME=selfos_chaos $(SERVICES) $(PY) -m bench.chaos $(CHAOS_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
