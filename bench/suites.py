@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -325,9 +326,179 @@ def search_latency_and_recall(quick: bool) -> list[Row]:
     return rows
 
 
+def write_path(quick: bool) -> list[Row]:
+    """The completion endpoint against the seed's naive path, same server, same run."""
+    import subprocess
+
+    from rest_framework.authtoken.models import Token
+
+    from .load import generate
+    from .processes import ROOT, bench_env
+
+    n, concurrency = (300, 8) if quick else (3000, 16)
+    reset()
+    user = bench_user()
+    token, _ = Token.objects.get_or_create(user=user)
+    project = Project.objects.create(owner=user, title="write path")
+    tasks = Task.objects.bulk_create(
+        [Task(owner=user, project=project, title=f"write {i}") for i in range(2 * n + 2 * concurrency)]
+    )
+    ids = [str(t.pk) for t in tasks]
+    port = 18000 + int(time.time()) % 1000
+    env = bench_env(DJANGO_SETTINGS_MODULE="bench.settings")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "selfos.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "4",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        ours_path, naive_path = "/api/tasks/{id}/complete/", "/bench/naive/tasks/{id}/complete/"
+        # Warm both paths (connections, imports) outside the measurement.
+        generate(base, ours_path, token.key, ids[:concurrency], concurrency)
+        generate(base, naive_path, token.key, ids[concurrency : 2 * concurrency], concurrency)
+        rest = ids[2 * concurrency :]
+        naive = generate(base, naive_path, token.key, rest[n:], concurrency)
+        ours = generate(base, ours_path, token.key, rest[:n], concurrency)
+    finally:
+        server.terminate()
+        server.wait(20)
+    assert not ours["errors"] and not naive["errors"], (ours["errors"], naive["errors"])
+    assert OutboxEvent.objects.count() == n + concurrency  # one event per completion through our path
+
+    def figures(result: dict[str, Any]) -> tuple[float, float, float]:
+        return (
+            n / result["wall"],
+            percentile(result["latencies"], 50) * 1000,
+            percentile(result["latencies"], 99) * 1000,
+        )
+
+    (o_rps, o_p50, o_p99), (b_rps, b_p50, b_p99) = figures(ours), figures(naive)
+    reset()
+    label = f"{n} completions, {concurrency} concurrent"
+    return [
+        {
+            "bench": "write path",
+            "figure": f"requests/s, {label}",
+            "value": o_rps,
+            "unit": "req/s",
+            "baseline": b_rps,
+            "ratio": o_rps / b_rps,
+            "target": ">= 0.9x",
+            "met": o_rps / b_rps >= 0.9,
+        },
+        {
+            "bench": "write path",
+            "figure": "p50 latency",
+            "value": o_p50,
+            "unit": "ms",
+            "baseline": b_p50,
+            "ratio": o_p50 / b_p50,
+        },
+        {
+            "bench": "write path",
+            "figure": "p99 latency",
+            "value": o_p99,
+            "unit": "ms",
+            "baseline": b_p99,
+            "ratio": o_p99 / b_p99,
+            "target": "<= 1.2x",
+            "met": o_p99 / b_p99 <= 1.2,
+        },
+    ]
+
+
+def backlog_after(rate: float, seconds: float) -> float:
+    """Complete at `rate` for `seconds`; return how long the outbox then takes to drain (s)."""
+    user = bench_user()
+    project = Project.objects.create(owner=user, title=f"sustained {rate}")
+    tasks = Task.objects.bulk_create(
+        [
+            Task(owner=user, project=project, title=f"Sustained {i}: chapter {i % 41}")
+            for i in range(int(rate * seconds))
+        ]
+    )
+    started = time.monotonic()
+    for i, task in enumerate(tasks):
+        services.complete_task(task, by=user)
+        pause = started + (i + 1) / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    ended = time.monotonic()
+    wait_settled(300)
+    return time.monotonic() - ended
+
+
+def sustained(quick: bool) -> list[Row]:
+    """The highest completion rate whose backlog drains within 5 s of the load ending, with
+    batched fan-out (100 deliveries a message) and with one message per delivery, same run."""
+    rates = (2, 4, 8) if quick else (2, 4, 8, 12, 16, 24)
+    seconds = 5 if quick else 15
+    best: dict[int, float] = {}
+    for batch in (1, 100):
+        reset()
+        with Processes() as procs:
+            env = {"OUTBOX_MESSAGE_BATCH_SIZE": str(batch)}
+            procs.worker("relay", "outbox", **env)
+            procs.worker("subscribers", "progress,story,notifications", concurrency=2, **env)
+            procs.worker("memory", "memory", **env)
+            procs.start(
+                "beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env
+            )
+            procs.wait_ready("relay", "subscribers", "memory")
+            settings.OUTBOX = {**settings.OUTBOX, "MESSAGE_BATCH_SIZE": batch}
+            backlog_after(4, 3)  # warm-up
+            best[batch] = 0
+            for rate in rates:
+                lag = backlog_after(rate, seconds)
+                print(
+                    f"bench: sustained, {batch} per message, {rate}/s: drained {lag:.1f}s after",
+                    file=sys.stderr,
+                )
+                if lag > 5:
+                    break
+                best[batch] = rate
+    settings.OUTBOX = {**settings.OUTBOX, "MESSAGE_BATCH_SIZE": 100}
+    reset()
+    ratio = best[100] / best[1] if best[1] else None
+    return [
+        {
+            "bench": "sustained",
+            "figure": "completions/s with no growing backlog, all four subscribers",
+            "value": float(best[100]),
+            "unit": "/s",
+            "baseline": float(best[1]),
+            "ratio": ratio,
+            "target": ">= 5x and >= 200/s",
+            "met": bool(ratio and ratio >= 5 and best[100] >= 200),
+        },
+    ]
+
+
 ALL: dict[str, Callable[..., list[Row]]] = {
+    "write": write_path,
     "relay": relay_throughput,
     "latency": latency,
+    "sustained": sustained,
     "embedding": embedding_throughput,
     "search": search_latency_and_recall,
 }
