@@ -94,7 +94,7 @@ def subscriber(
             queue=queue or name,
             handler=handler,
             retry=retry or RetryPolicy(),
-            task=_make_task(name, task_name, queue or name),
+            task=_make_task(name, task_name),
             batch_handler=batch_handler,
             atomic=atomic,
         )
@@ -103,7 +103,7 @@ def subscriber(
     return register
 
 
-def _make_task(subscriber_name: str, task_name: str, queue: str) -> CeleryTask:
+def _make_task(subscriber_name: str, task_name: str) -> CeleryTask:
     # Imported here: the delivery module needs the registry, not the other way round.
     from .delivery import run_deliveries
 
@@ -119,11 +119,20 @@ def _make_task(subscriber_name: str, task_name: str, queue: str) -> CeleryTask:
     return shared_task(
         name=task_name,
         bind=True,
-        queue=queue,
         acks_late=True,
         reject_on_worker_lost=True,
         ignore_result=True,
     )(deliver)
+
+
+def route(
+    name: str, args: object, kwargs: object, options: object, task: object = None, **kw: object
+) -> dict | None:
+    """Celery task router (CELERY_TASK_ROUTES): a subscriber's task goes to its queue however it is sent."""
+    for sub in _subscribers.values():
+        if sub.task.name == name:
+            return {"queue": sub.queue}
+    return None
 
 
 def get(name: str) -> Subscriber:

@@ -129,6 +129,9 @@ def test_each_subscriber_is_its_own_named_task_on_its_own_queue() -> None:
     assert recorder.task.name == "tests.subscribers.recorder"
     assert recorder.queue == "test_recorder"
     assert recorder.task.acks_late and recorder.task.reject_on_worker_lost
+    # However it is sent (delay() included), Celery routes it to the subscriber's queue.
+    assert registry.route(recorder.task.name, (), {}, {}) == {"queue": "test_recorder"}
+    assert registry.route("outbox.relay", (), {}, {}) is None
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:

@@ -143,6 +143,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Each subscriber's task goes to its own queue (the outbox registry knows which).
+CELERY_TASK_ROUTES = ("outbox.registry.route",)
 # One message at a time per worker process: with acks_late, a prefetched message
 # would sit behind a slow one instead of going to an idle worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
