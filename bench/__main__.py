@@ -52,18 +52,28 @@ def main(argv: list[str]) -> int:
         "--quick", action="store_true", help="smaller sizes: a smoke run, not figures to quote"
     )
     parser.add_argument("--only", default="", help="comma-separated: " + ",".join(suites.ALL))
+    parser.add_argument(
+        "--markdown", action="store_true", help="print latest.json as a Markdown table, run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "latest.json").read_text())))
+        return 0
     call_command("migrate", verbosity=0)
     chosen = [s for s in args.only.split(",") if s] or list(suites.ALL)
+    out = RESULTS / ("quick.json" if args.quick else "latest.json")
     rows: list[dict[str, Any]] = []
+    if args.only and out.exists():
+        # A partial run replaces its own suites' rows and keeps the others'.
+        rows = [r for r in json.loads(out.read_text())["results"] if r.get("suite") not in chosen]
     for name in chosen:
         print(f"bench: running {name} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        rows += suites.ALL[name](quick=args.quick)
+        rows += [{"suite": name, **row} for row in suites.ALL[name](quick=args.quick)]
         print(f"bench: {name} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    rows.sort(key=lambda r: list(suites.ALL).index(r["suite"]) if r.get("suite") in suites.ALL else 99)
     print_table(rows)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("quick.json" if args.quick else "latest.json")
     out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "results": rows}, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(RESULTS.parent.parent)}")
     return 0
@@ -89,6 +99,25 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print(line.format(*("-" * w for w in widths)))
     for row in table:
         print(line.format(*row))
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [
+        "| benchmark | figure | value | baseline (same run) | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        unit = r.get("unit", "")
+        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
+        met = {True: "yes", False: "**no**", None: "-"}[r.get("met")]
+        value, baseline = _fmt(r["value"], unit), _fmt(r.get("baseline"), unit)
+        target = r.get("target", "-")
+        lines.append(f"| {r['bench']} | {r['figure']} | {value} | {baseline} | {ratio} | {target} | {met} |")
+    m = data["machine"]
+    lines.append(
+        f"\nMachine: {m['cpus']} cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}."
+    )
+    return "\n".join(lines)
 
 
 def _fmt(value: Any, unit: str) -> str:

@@ -162,6 +162,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=float, default=5, help="completions per second")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        help="inject a fault every N seconds, cycling through every kind in order (default: random, 3-7 s)",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
 
@@ -229,11 +235,13 @@ def run(args: Any, rng: random.Random, redis: Redis, service: Service, web_port:
     pgdata = embedded_pgdata(os.environ["DATABASE_URL"])
 
     def chaos() -> None:
-        actions = ["kill subscribers", "kill memory", "kill relay", "restart redis"]
+        actions = ["kill subscribers", "restart redis", "kill relay", "kill memory"]
         if pgdata:
-            actions.append("restart postgresql")
-        while not stop.wait(rng.uniform(3, 7)):
-            action = rng.choice(actions)
+            actions.insert(2, "restart postgresql")
+        turn = 0
+        while not stop.wait(args.every or rng.uniform(3, 7)):
+            action = actions[turn % len(actions)] if args.every else rng.choice(actions)
+            turn += 1
             faults.append(action)
             print(f"chaos: {action}", flush=True)
             if action.startswith("kill "):
