@@ -19,18 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
-os.environ["REDIS_URL"] = urlunsplit(urlsplit(os.environ["REDIS_URL"])._replace(path="/14"))
-os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
-
-import django
-
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
-
-from . import suites  # noqa: E402
-
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -46,12 +34,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+SUITES = ("write", "relay", "latency", "sustained", "embedding", "search")
+
+
+def setup_django() -> None:
+    """The bench's own Redis db (14), then Django: only when suites run."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
+    os.environ["REDIS_URL"] = urlunsplit(urlsplit(os.environ["REDIS_URL"])._replace(path="/14"))
+    os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "--quick", action="store_true", help="smaller sizes: a smoke run, not figures to quote"
     )
-    parser.add_argument("--only", default="", help="comma-separated: " + ",".join(suites.ALL))
+    parser.add_argument("--only", default="", help="comma-separated: " + ",".join(SUITES))
     parser.add_argument(
         "--markdown", action="store_true", help="print latest.json as a Markdown table, run nothing"
     )
@@ -59,8 +60,16 @@ def main(argv: list[str]) -> int:
     if args.markdown:
         print(markdown(json.loads((RESULTS / "latest.json").read_text())))
         return 0
+    chosen = [s for s in args.only.split(",") if s] or list(SUITES)
+    if unknown := set(chosen) - set(SUITES):
+        parser.error(f"unknown suites: {', '.join(sorted(unknown))}")
+
+    setup_django()
+    from django.core.management import call_command
+
+    from . import suites
+
     call_command("migrate", verbosity=0)
-    chosen = [s for s in args.only.split(",") if s] or list(suites.ALL)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
     rows: list[dict[str, Any]] = []
     if args.only and out.exists():
@@ -71,7 +80,7 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         rows += [{"suite": name, **row} for row in suites.ALL[name](quick=args.quick)]
         print(f"bench: {name} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
-    rows.sort(key=lambda r: list(suites.ALL).index(r["suite"]) if r.get("suite") in suites.ALL else 99)
+    rows.sort(key=lambda r: SUITES.index(r["suite"]) if r.get("suite") in SUITES else 99)
     print_table(rows)
     RESULTS.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "quick": args.quick, "results": rows}, indent=2) + "\n")
