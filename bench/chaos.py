@@ -189,26 +189,16 @@ def main(argv: list[str]) -> int:
     django.setup()
     from django.core.management import call_command
 
+    from .db import truncate
+
     call_command("migrate", verbosity=0)
-    reset()
+    truncate()
     service = Service(env, web_port)
     try:
         return run(args, rng, redis, service, web_port)
     finally:
         service.stop()
         redis.stop()
-
-
-def reset() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE outbox_deliveryattempt, outbox_delivery, outbox_outboxevent, workers_progresssnapshot,"
-            " workers_storysegment, workers_pushreceipt, workers_notification, workers_device,"
-            " workers_memoryentry, tasks_app_mediaattachment, tasks_app_task, tasks_app_project,"
-            " tasks_app_goal, authtoken_token CASCADE"
-        )
 
 
 def run(args: Any, rng: random.Random, redis: Redis, service: Service, web_port: int) -> int:

@@ -22,6 +22,18 @@ def all_succeeded() -> bool:
     )
 
 
+def effects(fcm) -> tuple:
+    """Everything the four subscribers left behind, to compare before and after a replay."""
+    return (
+        sorted(ProgressSnapshot.objects.values_list("event_id", "percent")),
+        sorted(StorySegment.objects.values_list("text", flat=True)),
+        Notification.objects.count(),
+        PushReceipt.objects.count(),
+        len(fcm.delivered),
+        sorted(str(t) for t in MemoryEntry.objects.values_list("task_id", flat=True)),
+    )
+
+
 def test_completing_tasks_through_the_api_reaches_all_four_subscribers(
     celery_worker, use_subscribers, fcm
 ) -> None:
@@ -72,25 +84,10 @@ def test_completing_tasks_through_the_api_reaches_all_four_subscribers(
     assert len(fcm.delivered_to("phone-token")) == 4  # one per notification, never more
 
     # Replaying each subscriber over the same events changes nothing.
-    before = (
-        ProgressSnapshot.objects.count(),
-        sorted(StorySegment.objects.values_list("text", flat=True)),
-        Notification.objects.count(),
-        PushReceipt.objects.count(),
-        len(fcm.delivered),
-        MemoryEntry.objects.count(),
-    )
+    before = effects(fcm)
     for name in PRODUCT:
         assert outbox_services.replay(name) > 0
     settle(all_succeeded, timeout=60)
-    after = (
-        ProgressSnapshot.objects.count(),
-        sorted(StorySegment.objects.values_list("text", flat=True)),
-        Notification.objects.count(),
-        PushReceipt.objects.count(),
-        len(fcm.delivered),
-        MemoryEntry.objects.count(),
-    )
-    assert after == before
+    assert effects(fcm) == before
     assert OutboxEvent.objects.filter(type="project.completed").count() == 1
     assert OutboxEvent.objects.filter(type="goal.reached").count() == 1
