@@ -332,9 +332,7 @@ def search_latency_and_recall(quick: bool) -> list[Row]:
     for ef in sorted({40, 64, shipped}):
         vectorstores.EF_SEARCH = ef
         suffix = ", shipped" if ef == shipped else ""
-        rows += search_rows(
-            f"large owner (iterative HNSW, ef_search {ef}{suffix})", owners[0], targets=ef == shipped
-        )
+        rows += search_rows("large owner", owners[0], f", ef_search {ef}{suffix}", targets=ef == shipped)
     vectorstores.EF_SEARCH = shipped
     rows += search_rows("medium owner", owners[2])
     rows += search_rows("small owner", owners[1])
