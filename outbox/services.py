@@ -48,6 +48,20 @@ def retry_deliveries(deliveries: QuerySet[Delivery] | Iterable[int]) -> int:
     return len(pairs)
 
 
+def replay_events(
+    subscriber_name: str, since: datetime | None = None, until: datetime | None = None
+) -> QuerySet[OutboxEvent]:
+    """The past events a replay of this subscriber covers."""
+    events = OutboxEvent.objects.filter(
+        type__in=registry.get(subscriber_name).events, status=OutboxEvent.Status.DISPATCHED
+    )
+    if since:
+        events = events.filter(created_at__gte=since)
+    if until:
+        events = events.filter(created_at__lt=until)
+    return events
+
+
 def replay(
     subscriber_name: str,
     since: datetime | None = None,
@@ -62,12 +76,7 @@ def replay(
     that never had a delivery for this subscriber (it did not exist yet) get one.
     """
     sub = registry.get(subscriber_name)
-    events = OutboxEvent.objects.filter(type__in=sub.events, status=OutboxEvent.Status.DISPATCHED)
-    if since:
-        events = events.filter(created_at__gte=since)
-    if until:
-        events = events.filter(created_at__lt=until)
-    event_ids = list(events.order_by("id").values_list("id", flat=True))
+    event_ids = list(replay_events(subscriber_name, since, until).order_by("id").values_list("id", flat=True))
     total = 0
     for start in range(0, len(event_ids), chunk_size):
         chunk = event_ids[start : start + chunk_size]

@@ -10,7 +10,7 @@ from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
 from outbox import audit, registry, relay, retention, services, sweeper
-from outbox.models import Delivery, OutboxEvent
+from outbox.models import Delivery
 
 
 class Command(BaseCommand):
@@ -57,7 +57,7 @@ class Command(BaseCommand):
 
     def do_replay(self, subscriber: str, since: str | None, until: str | None, **options: Any) -> None:
         try:
-            sub = registry.get(subscriber)
+            registry.get(subscriber)  # an unknown name is an error, with the known ones listed
         except KeyError:
             names = ", ".join(s.name for s in registry.all_subscribers())
             raise CommandError(f"no subscriber {subscriber!r}; known: {names}") from None
@@ -68,7 +68,7 @@ class Command(BaseCommand):
                 if parsed is None:
                     raise CommandError(f"--{name} is not an ISO datetime: {value!r}")
                 bounds[name] = parsed
-        total = OutboxEvent.objects.filter(type__in=sub.events, status=OutboxEvent.Status.DISPATCHED).count()
+        total = services.replay_events(subscriber, **bounds).count()
         with tqdm(total=total, unit="event", desc=f"replay {subscriber}", file=self.stderr) as bar:
             count = services.replay(subscriber, progress=bar.update, **bounds)
         self.stdout.write(f"replayed {count} deliveries of {subscriber}")
