@@ -14,6 +14,7 @@ prints completions, lost, duplicated and dead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -128,28 +129,20 @@ class Service:
         )
 
     def kill(self, name: str) -> None:
-        with _quiet():
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.procs[name].pid, signal.SIGKILL)
         self.procs[name].wait()
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            with _quiet():
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs.values():
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
-                with _quiet():
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is ProcessLookupError
 
 
 def embedded_pgdata(database_url: str) -> Path | None:

@@ -98,14 +98,17 @@ class TaskViewSet(OwnedViewSet):
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         task: Task = serializer.instance
         new_status = serializer.validated_data.pop("status", None)
+        # Reopening a completed task is an event (progress and memory follow it); any
+        # other status change is a plain field write. "completed" stays with complete/.
+        reopen = bool(new_status) and new_status != Task.Status.COMPLETED and task.is_completed
         with transaction.atomic():
-            serializer.save()
-            if new_status and new_status != Task.Status.COMPLETED:
-                if task.is_completed:
-                    services.reopen_task(task, new_status)
-                else:
-                    Task.objects.filter(pk=task.pk).update(status=new_status)
-                    task.status = new_status
+            if reopen:
+                serializer.save()
+                services.reopen_task(task, new_status)
+            elif new_status and new_status != Task.Status.COMPLETED:
+                serializer.save(status=new_status)
+            else:
+                serializer.save()
 
     def perform_destroy(self, instance: Task) -> None:
         services.delete_task(instance)

@@ -6,9 +6,9 @@ from rest_framework.test import APIClient
 from outbox.models import Delivery, OutboxEvent
 from tasks_app import services
 from tasks_app.models import Task
-from workers import recall
+from workers import memory
+from workers.memory import MemoryUnavailable
 from workers.models import StorySegment
-from workers.recall import MemoryUnavailable
 from workers.writers import StoryContext, TemplateWriter
 
 from .conftest import deliver
@@ -152,7 +152,7 @@ def test_recall_reports_memory_errors_as_unavailable(user, monkeypatch) -> None:
 
     monkeypatch.setattr("workers.memory.get_store", broken_store)
     with pytest.raises(MemoryUnavailable, match="store misconfigured"):
-        recall.related_tasks(TaskFactory(owner=user), 3)
+        memory.related_tasks(TaskFactory(owner=user), 3)
 
 
 def test_the_segment_tells_the_progress_of_its_moment(user, fixed_memory) -> None:

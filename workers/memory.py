@@ -22,10 +22,13 @@ from tasks_app.models import Task
 
 from . import embedding
 from .queues import Queue
-from .recall import MemoryUnavailable
 from .vectorstores import Hit, MemoryItem, get_store
 
 logger = logging.getLogger(__name__)
+
+
+class MemoryUnavailable(Exception):
+    """Semantic memory cannot answer now; the story is composed without recalled tasks."""
 
 
 def memory_text(task: Task) -> str:
@@ -49,18 +52,12 @@ def index_events(events: Sequence[Event]) -> None:
     )
     store = get_store()
     if completed:
-        vectors = embedding.embed([memory_text(t) for t in completed])
+        texts = [memory_text(t) for t in completed]
+        vectors = embedding.embed(texts)
         store.upsert(
             [
-                MemoryItem(
-                    task_id=str(t.pk),
-                    owner_id=t.owner_id,
-                    title=t.title,
-                    text=memory_text(t),
-                    vector=v,
-                    completed_at=t.completed_at,
-                )
-                for t, v in zip(completed, vectors, strict=True)
+                MemoryItem(str(t.pk), t.owner_id, t.title, text, v, completed_at=t.completed_at)
+                for t, text, v in zip(completed, texts, vectors, strict=True)
             ]
         )
     remembered = {str(t.pk) for t in completed}

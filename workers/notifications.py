@@ -24,7 +24,7 @@ from tasks_app.models import Goal, Project, Task
 
 from .events import GOAL_REACHED, PROJECT_COMPLETED
 from .models import Device, Notification, Preferences, PushReceipt
-from .progress import user_zone
+from .progress import zone_named
 from .push import Outcome, PushMessage, get_backend
 from .queues import Queue
 
@@ -106,7 +106,7 @@ def quiet_hours_end(prefs: Preferences, now: datetime) -> datetime | None:
     start, end = prefs.quiet_hours_start, prefs.quiet_hours_end
     if start is None or end is None or start == end:
         return None
-    zone = user_zone(prefs.user_id)
+    zone = zone_named(prefs.time_zone)
     local = now.astimezone(zone)
     t = local.time().replace(tzinfo=None)
     quiet = start <= t < end if start < end else (t >= start or t < end)

@@ -52,6 +52,7 @@ class ProjectFigures:
 class UserFigures:
     streak_days: int
     pace_per_week: Decimal
+    today: date  # in the user's time zone
 
 
 def project_figures(project: Project, as_of: datetime | None = None) -> ProjectFigures:
@@ -60,7 +61,13 @@ def project_figures(project: Project, as_of: datetime | None = None) -> ProjectF
     With `as_of`, a task counts as done only if it was completed by then: the figures
     of that moment, recomputed from the rows (so the same answer however often asked).
     """
-    rows = list(project.tasks.values_list("completed_at", "estimate"))
+    return figures_from(list(project.tasks.values_list("completed_at", "estimate")), as_of)
+
+
+def figures_from(
+    rows: list[tuple[datetime | None, int | None]], as_of: datetime | None = None
+) -> ProjectFigures:
+    """project_figures() over (completed_at, estimate) rows already read."""
     estimates = [e for _, e in rows if e]
     default_weight = mean(estimates) if estimates else 1
     done_rows = [(c, e) for c, e in rows if c is not None and (as_of is None or c <= as_of)]
@@ -79,9 +86,13 @@ def goal_percent(goal: Goal) -> Decimal:
 
 
 def user_zone(user_id: int) -> ZoneInfo:
-    name = Preferences.objects.filter(user_id=user_id).values_list("time_zone", flat=True).first() or "UTC"
+    return zone_named(Preferences.objects.filter(user_id=user_id).values_list("time_zone", flat=True).first())
+
+
+def zone_named(name: str | None) -> ZoneInfo:
+    """The zone of that name; UTC when there is none or it is unknown."""
     try:
-        return ZoneInfo(name)
+        return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
 
@@ -97,9 +108,11 @@ def user_figures(user_id: int, now: datetime | None = None) -> UserFigures:
         .distinct()
     )
     recent = completed.filter(completed_at__gte=now - timedelta(days=PACE_WINDOW_DAYS)).count()
+    today = now.astimezone(zone).date()
     return UserFigures(
-        streak_days=streak(days, now.astimezone(zone).date()),
+        streak_days=streak(days, today),
         pace_per_week=(Decimal(recent) * 7 / PACE_WINDOW_DAYS).quantize(Decimal("0.01")),
+        today=today,
     )
 
 
@@ -153,9 +166,9 @@ def update_progress(event: Event) -> None:
 
 def record_progress(project: Project, event_id: int, as_of: datetime | None = None) -> ProgressSnapshot:
     """Current figures on the project and goal (milestones follow them); the snapshot, as of the event."""
-    figures = project_figures(project)
+    rows = list(project.tasks.values_list("completed_at", "estimate"))
+    figures = figures_from(rows)
     user = user_figures(project.owner_id)
-    today = timezone.now().astimezone(user_zone(project.owner_id)).date()
     project.progress_percent = figures.percent
     if figures.percent == HUNDRED and project.status == Project.Status.ACTIVE:
         project.status = Project.Status.COMPLETED
@@ -174,7 +187,7 @@ def record_progress(project: Project, event_id: int, as_of: datetime | None = No
     project.save(update_fields=["progress_percent", "status", "updated_at"])
 
     goal_pct = _update_goal(project.goal_id, event_id) if project.goal_id else None
-    then = project_figures(project, as_of) if as_of else figures
+    then = figures_from(rows, as_of) if as_of else figures
     snapshot, _ = ProgressSnapshot.objects.update_or_create(
         project=project,
         event_id=event_id,
@@ -185,7 +198,7 @@ def record_progress(project: Project, event_id: int, as_of: datetime | None = No
             "goal_percent": goal_pct,
             "streak_days": user.streak_days,
             "pace_per_week": user.pace_per_week,
-            "estimated_finish": estimated_finish(project, figures, user, today),
+            "estimated_finish": estimated_finish(project, figures, user, user.today),
         },
     )
     return snapshot

@@ -16,10 +16,10 @@ from tasks_app.events import TASK_COMPLETED, TASK_PAYLOAD_VERSION
 from tasks_app.models import Goal, Project, Task
 
 from .events import GOAL_REACHED, MILESTONE_PAYLOAD_VERSION, PROJECT_COMPLETED
+from .memory import MemoryUnavailable, related_tasks
 from .models import StorySegment
 from .progress import project_figures
 from .queues import Queue
-from .recall import MemoryUnavailable, related_tasks
 from .writers import StoryContext, get_writer
 
 logger = logging.getLogger(__name__)

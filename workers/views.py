@@ -40,7 +40,6 @@ class ProjectProgressView(APIView):
         project = get_object_or_404(Project.objects.filter(owner=request.user), pk=pk)
         figures = progress.project_figures(project)
         user = progress.user_figures(request.user.pk)
-        today = timezone.now().astimezone(progress.user_zone(request.user.pk)).date()
         data = {
             "project": project.pk,
             "percent": figures.percent,
@@ -49,7 +48,7 @@ class ProjectProgressView(APIView):
             "goal_percent": progress.goal_percent(project.goal) if project.goal else None,
             "streak_days": user.streak_days,
             "pace_per_week": user.pace_per_week,
-            "estimated_finish": progress.estimated_finish(project, figures, user, today),
+            "estimated_finish": progress.estimated_finish(project, figures, user, user.today),
             "history": project.snapshots.all()[:HISTORY_LIMIT],
         }
         return Response(ProgressSerializer(data).data)
