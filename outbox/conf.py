@@ -10,7 +10,8 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_BATCH_SIZE": 500,  # events claimed per relay transaction
     "RELAY_TIME_BUDGET": 5.0,  # seconds one relay run keeps draining a backlog
     "MESSAGE_BATCH_SIZE": 100,  # deliveries of one subscriber carried by one Celery message
-    "LEASE_SECONDS": 120,  # a dispatched delivery unfinished after this is re-published
+    "LEASE_SECONDS": 120,  # a dispatched delivery unfinished after this is re-published...
+    "LEASE_MAX_SECONDS": 3600,  # ...unless its queue still holds messages: then after this
     "SWEEP_INTERVAL": 5.0,
     "SWEEP_BATCH_SIZE": 1000,
     "RETENTION_DAYS": 7.0,  # fully succeeded events older than this are deleted

@@ -1,10 +1,14 @@
 """The sweeper: re-publishes deliveries whose message was lost, and dispatches due retries.
 
-A dispatched delivery that has not finished within its lease lost its message
-(Redis restarted without persistence, a worker was killed, the relay died after
-committing) or is still queued behind a long backlog. Either way it is published
-again: a duplicate is harmless, a loss is not. Rows a worker is running right now
-are locked and skipped.
+A dispatched delivery that has not finished within its lease (LEASE_SECONDS) lost
+its message (Redis restarted without persistence, a worker was killed, the relay died
+after committing) or is still queued behind a backlog. The broker tells which is
+likely: while a subscriber's queue still holds messages, its deliveries are waiting,
+not lost, and re-publishing them would only add duplicates to the backlog (at 100,000
+events that was most of the work); so they get the long lease (LEASE_MAX_SECONDS)
+instead, which still bounds how late a lost message can be. Re-published or not, a
+duplicate is harmless and a loss is not. Rows a worker is running right now are
+locked and skipped.
 """
 
 from __future__ import annotations
@@ -12,19 +16,39 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from . import conf
+from . import conf, registry
 from .dispatch import publish_deliveries
 from .models import Delivery
 
 logger = logging.getLogger(__name__)
 
 
+def queues_with_messages(queues: list[str]) -> set[str]:
+    """The queues that hold messages not yet taken by a worker (broker-agnostic: a passive
+    declare answers with the count on Redis and RabbitMQ alike)."""
+    waiting = set()
+    with current_app.connection_for_read() as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            try:
+                if channel.queue_declare(queue=queue, passive=True).message_count:
+                    waiting.add(queue)
+            except connection.channel_errors:
+                pass  # never declared: nothing waits in it
+    return waiting
+
+
 def sweep(lease_seconds: float | None = None, batch_size: int | None = None) -> dict[str, int]:
     lease = conf.get("LEASE_SECONDS") if lease_seconds is None else lease_seconds
+    lease_max = max(lease, conf.get("LEASE_MAX_SECONDS"))
     batch_size = batch_size or conf.get("SWEEP_BATCH_SIZE")
+    waiting = queues_with_messages(registry.queues())
+    backlogged = [s.name for s in registry.all_subscribers() if s.queue in waiting]
     now = timezone.now()
     claimable = Delivery.objects.select_for_update(skip_locked=True).order_by()
     with transaction.atomic():
@@ -34,9 +58,12 @@ def sweep(lease_seconds: float | None = None, batch_size: int | None = None) -> 
             )[:batch_size]
         )
         expired = list(
-            claimable.filter(
-                status=Delivery.Status.DISPATCHED, dispatched_at__lt=now - timedelta(seconds=lease)
-            ).values_list("id", "subscriber")[:batch_size]
+            claimable.filter(status=Delivery.Status.DISPATCHED)
+            .filter(
+                Q(dispatched_at__lt=now - timedelta(seconds=lease_max))
+                | (Q(dispatched_at__lt=now - timedelta(seconds=lease)) & ~Q(subscriber__in=backlogged))
+            )
+            .values_list("id", "subscriber")[:batch_size]
         )
         pairs = due + expired
         if not pairs:

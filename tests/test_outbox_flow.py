@@ -176,6 +176,27 @@ def test_a_message_deleted_from_redis_is_recovered_by_the_sweeper(
     assert effects("lost") == 1
 
 
+def test_deliveries_still_queued_behind_a_backlog_are_not_published_twice(
+    broker: Redis, use_subscribers, owner, settings
+) -> None:
+    use_subscribers("recorder", "second")
+    settings.OUTBOX = {**settings.OUTBOX, "KICK": False, "LEASE_MAX_SECONDS": 3600}
+    for task in TaskFactory.create_batch(2, owner=owner):
+        task_services.complete_task(task, by=owner)
+    assert relay.relay_once() == 2
+    broker.delete("test_second")  # second's messages are lost; recorder's wait in its queue
+    assert broker.llen("test_recorder") == 1
+
+    # Past the lease, only the lost ones are re-published: the waiting ones are late, not lost.
+    assert sweeper.sweep(lease_seconds=0) == {"retries": 0, "expired": 2}
+    assert broker.llen("test_recorder") == 1 and broker.llen("test_second") == 1
+    assert set(Delivery.objects.filter(subscriber="recorder").values_list("status", flat=True)) == {"dispatched"}
+
+    # Past the long lease, a queue that never empties cannot hide a lost message either.
+    settings.OUTBOX = {**settings.OUTBOX, "LEASE_MAX_SECONDS": 0}
+    assert sweeper.sweep(lease_seconds=0) == {"retries": 0, "expired": 4}
+
+
 def test_a_relay_that_dies_after_commit_loses_nothing(
     celery_worker, use_subscribers, owner, monkeypatch, settings
 ) -> None:
