@@ -164,8 +164,10 @@ def only(*names: str) -> Iterator[None]:
 
 
 def unregister(name: str) -> None:
-    """Forget a subscriber; for tests that declare their own."""
-    _subscribers.pop(name, None)
+    """Forget a subscriber and its Celery task; for tests that declare their own."""
+    sub = _subscribers.pop(name, None)
+    if sub is not None:
+        sub.task.app.tasks.pop(sub.task.name, None)
 
 
 def describe() -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from outbox import dispatch, registry, retention
@@ -18,6 +19,7 @@ from outbox.registry import DuplicateSubscriber, RetryPolicy, subscriber
 
 from . import subscribers as test_subscribers
 from .factories import TaskFactory, UserFactory
+from .testapp.models import Effect
 
 pytestmark = pytest.mark.django_db
 
@@ -178,6 +180,44 @@ def test_a_batch_handler_falls_back_to_one_by_one(monkeypatch) -> None:
         assert seen == [[ok_event.id, bad_event.id]]
     finally:
         registry.unregister("batchy")
+
+
+@pytest.mark.parametrize(("budget", "claims"), [(60.0, 1), (0.0, 4)])
+def test_deliveries_of_one_message_commit_in_groups_and_fail_alone(settings, budget, claims) -> None:
+    """Under load a message carries many deliveries: they share a transaction (one claim,
+    one success update) for up to GROUP_COMMIT_SECONDS, each in its own savepoint."""
+    settings.OUTBOX = {**settings.OUTBOX, "GROUP_COMMIT_SECONDS": budget}
+    events = [make_event() for _ in range(4)]
+    bad = events[1]
+
+    def grouped(event) -> None:
+        Effect.objects.create(subscriber="grouped", event_id=event.id)
+        if event.id == bad.id:
+            raise ValueError("bad payload")  # its Effect must roll back with its savepoint
+
+    subscriber("grouped", events=["task.completed"])(grouped)
+    try:
+        ids = [
+            Delivery.objects.create(event=e, subscriber="grouped", dispatched_at=timezone.now()).id
+            for e in events
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            assert run_deliveries("grouped", ids) == {"succeeded": 3, "dead": 1}
+        assert sum("FOR UPDATE" in q["sql"] for q in queries.captured_queries) == claims
+        assert sorted(Effect.objects.values_list("event_id", flat=True)) == sorted(
+            e.id for e in events if e is not bad
+        )
+        dead = Delivery.objects.get(event=bad, subscriber="grouped")
+        assert dead.status == "dead" and "ValueError: bad payload" in dead.last_error
+        assert set(
+            DeliveryAttempt.objects.filter(delivery__subscriber="grouped").values_list("outcome", flat=True)
+        ) == {
+            "succeeded",
+            "dead",
+        }
+        assert run_deliveries("grouped", ids) == {"skipped": 4}  # a duplicate message does nothing
+    finally:
+        registry.unregister("grouped")
 
 
 def test_publishing_batches_deliveries_per_subscriber(settings, broker) -> None:
