@@ -18,6 +18,11 @@ $(VENV)/.installed: requirements.txt requirements/base.txt requirements/local.tx
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# The benchmark's extras (requirements/bench.txt), on top of everything above.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
+	$(PY) -m pip install --quiet -r requirements/bench.txt
+	touch $@
+
 run: $(VENV)/.installed
 	$(SERVICES) $(PY) scripts/run_service.py
 
@@ -27,10 +32,10 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.bench-installed
 	SELFOS_DB_NAME=selfos_bench $(SERVICES) $(PY) -m bench $(BENCH_ARGS)
 
-chaos: $(VENV)/.installed
+chaos: $(VENV)/.bench-installed
 	SELFOS_DB_NAME=selfos_chaos $(SERVICES) $(PY) -m bench.chaos $(CHAOS_ARGS)
 
 lint: $(VENV)/.installed

@@ -38,15 +38,15 @@ class Processes:
         LOGS.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        log = (LOGS / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "selfos", *args],
-            cwd=ROOT,
-            env=bench_env(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (LOGS / f"{name}.log").open("wb") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "selfos", *args],
+                cwd=ROOT,
+                env=bench_env(**env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 

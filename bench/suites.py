@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import statistics
+import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -11,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 from redis import Redis
@@ -22,7 +26,7 @@ from tasks_app import services
 from tasks_app.models import Project, Task
 
 from .db import truncate
-from .processes import LOGS, Processes
+from .processes import LOGS, ROOT, Processes, bench_env
 
 Row = dict[str, Any]
 
@@ -143,6 +147,7 @@ def make_backlog(n: int) -> None:
 def relay_throughput(quick: bool) -> list[Row]:
     n = 2000 if quick else 20000
     subs = registry.for_event("task.completed")
+    names = [sub.task.name for sub in subs]
     reset()
     make_backlog(n)
     started = time.perf_counter()
@@ -165,6 +170,20 @@ def relay_throughput(quick: bool) -> list[Row]:
     raw = n / (time.perf_counter() - started)
     Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     reset()
+
+    # The library, same run: its own relay command, the same four tasks per event.
+    library = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "bench.celery_outbox", f"--events={n}", "--tasks=" + ",".join(names)],
+            cwd=ROOT,
+            env=bench_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()[-1]
+    )
+    dco = library["events"] / library["seconds"]
+    Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     return [
         {
             "bench": "relay",
@@ -175,6 +194,16 @@ def relay_throughput(quick: bool) -> list[Row]:
             "ratio": ours / raw,
             "target": ">= 2,000 ev/s, ahead of raw apply_async",
             "met": ours >= 2000 and ours > raw,
+        },
+        {
+            "bench": "relay",
+            "figure": f"events/s vs django-celery-outbox 0.4.3 relaying {len(subs)} tasks per event",
+            "value": ours,
+            "unit": "ev/s",
+            "baseline": dco,
+            "ratio": ours / dco,
+            "target": "ahead of django-celery-outbox",
+            "met": ours > dco,
         },
         {"bench": "relay", "figure": "deliveries created", "value": deliveries, "unit": ""},
     ]
@@ -486,7 +515,7 @@ def backlog_after(rate: float, seconds: float) -> float:
 def sustained(quick: bool) -> list[Row]:
     """The highest completion rate whose backlog drains within 5 s of the load ending, with
     batched fan-out (100 deliveries a message) and with one message per delivery, same run."""
-    rates = (2, 4, 8) if quick else (2, 4, 8, 12, 16, 24)
+    rates = (2, 4, 8) if quick else (4, 8, 12, 16, 20, 24, 32, 48)
     seconds = 5 if quick else 15
     best: dict[int, float] = {}
     for batch in (1, 100):
@@ -529,11 +558,196 @@ def sustained(quick: bool) -> list[Row]:
     ]
 
 
+# --- backlog -----------------------------------------------------------------
+class PeakRSS:
+    """Samples the resident memory of process trees (a Celery worker and its pool) in a thread."""
+
+    def __init__(self, procs: dict[str, Any], every: float = 0.5) -> None:
+        import psutil
+
+        self.trees = {name: psutil.Process(p.pid) for name, p in procs.items()}
+        self.peak = dict.fromkeys(procs, 0)
+        self.every = every
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def rss(self, root: Any) -> int:
+        import psutil
+
+        total = 0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            for name, root in self.trees.items():
+                self.peak[name] = max(self.peak[name], self.rss(root))
+
+    def __enter__(self) -> PeakRSS:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def drain_backlog(n: int) -> tuple[float, float, dict[str, int]]:
+    """`n` pending events for four no-op subscribers, drained by the real relay, workers and
+    beat; returns (seconds to fan out, seconds to deliver everything, peak RSS per process)."""
+    from .backlog.subscribers import EVENT
+
+    reset()
+    now = timezone.now()
+    for start in range(0, n, 10_000):
+        OutboxEvent.objects.bulk_create(
+            [
+                OutboxEvent(
+                    type=EVENT, aggregate_type="bench", aggregate_id=str(i), payload={}, created_at=now
+                )
+                for i in range(start, min(n, start + 10_000))
+            ]
+        )
+    env = {"DJANGO_SETTINGS_MODULE": "bench.backlog.settings"}
+    with Processes() as procs:
+        started = time.monotonic()
+        workers = {
+            "relay": procs.worker("relay", "outbox", **env),
+            "subscribers": procs.worker("subscribers", "progress,story,notifications", concurrency=2, **env),
+            "memory": procs.worker("memory", "memory", **env),
+        }
+        procs.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)
+        fanned_out: float | None = None
+        with PeakRSS(workers) as rss:
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                if fanned_out is None and not OutboxEvent.objects.filter(status="pending").exists():
+                    fanned_out = time.monotonic() - started
+                if fanned_out is not None and not Delivery.objects.exclude(status="succeeded").exists():
+                    break
+                time.sleep(0.5)
+            delivered = time.monotonic() - started
+    assert fanned_out is not None, "the relay did not fan the backlog out"
+    assert Delivery.objects.filter(status="succeeded").count() == 4 * n, "the backlog did not drain"
+    return fanned_out, delivered, rss.peak
+
+
+def backlog(quick: bool) -> list[Row]:
+    """A small and a large backlog through the same processes: time, and whether the peak
+    memory of the relay and of the workers grows with the backlog (it must not)."""
+    small, large = (1_000, 10_000) if quick else (10_000, 100_000)
+    _, _, small_peak = drain_backlog(small)
+    fanned_out, delivered, peak = drain_backlog(large)
+    reset()
+    mib = 2**20
+    rows: list[Row] = [
+        {"bench": "backlog", "figure": f"{large:,} events fanned out", "value": fanned_out, "unit": "s"},
+        {
+            "bench": "backlog",
+            "figure": f"{large:,} events, {4 * large:,} deliveries (no-op handlers) all succeeded",
+            "value": delivered,
+            "unit": "s",
+        },
+        {"bench": "backlog", "figure": "deliveries/s", "value": 4 * large / delivered, "unit": "/s"},
+    ]
+    for name in ("relay", "subscribers", "memory"):
+        rows.append(
+            {
+                "bench": "backlog",
+                "figure": f"peak RSS, {name} worker (all its processes), {large:,} vs {small:,} backlog",
+                "value": peak[name] / mib,
+                "unit": "MiB",
+                "baseline": small_peak[name] / mib,
+                "ratio": peak[name] / small_peak[name],
+                "target": "flat (<= 1.1x)",
+                "met": peak[name] <= 1.1 * small_peak[name],
+            }
+        )
+    return rows
+
+
+# --- retention ---------------------------------------------------------------
+OUTBOX_TABLES = ("outbox_outboxevent", "outbox_delivery", "outbox_deliveryattempt")
+
+
+def outbox_bytes() -> int:
+    """The outbox tables' size on disk, with their indexes and TOAST."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(%s::text[]) AS t",
+            [list(OUTBOX_TABLES)],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def retention(quick: bool) -> list[Row]:
+    """A steady stream of events through the four no-op subscribers, with a short retention
+    window purged every 10 s: the outbox tables must level off, not keep growing."""
+    from outbox.publish import publish
+
+    from .backlog.subscribers import EVENT
+
+    seconds, keep, rate = (120, 20, 50) if quick else (600, 60, 50)
+    reset()
+    user = bench_user()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.backlog.settings",
+        "OUTBOX_RETENTION_DAYS": str(keep / 86400),
+        "OUTBOX_RETENTION_INTERVAL": "10",
+    }
+    samples: list[tuple[float, int, int]] = []  # (seconds in, bytes, events kept)
+    with Processes() as procs:
+        procs.worker("relay", "outbox", **env)
+        procs.worker("subscribers", "progress,story,notifications", concurrency=2, **env)
+        procs.worker("memory", "memory", **env)
+        procs.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)
+        procs.wait_ready("relay", "subscribers", "memory")
+        started = time.monotonic()
+        next_sample = started
+        for i in range(int(seconds * rate)):
+            with transaction.atomic():
+                publish(EVENT, user, {"n": i})
+            now = time.monotonic()
+            if now >= next_sample:
+                samples.append((now - started, outbox_bytes(), OutboxEvent.objects.count()))
+                next_sample += 30
+            pause = started + (i + 1) / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        samples.append((time.monotonic() - started, outbox_bytes(), OutboxEvent.objects.count()))
+        drained = wait_settled(120)
+    reset()
+    for at, size, kept in samples:
+        print(f"bench: retention, {at:5.0f}s: {size / 2**20:6.2f} MiB, {kept:,} events", file=sys.stderr)
+    # Steady state: the first sample after three retention windows (purges have begun).
+    steady = next(s for s in samples if s[0] >= 3 * keep)
+    end, peak = samples[-1], max(size for _, size, _ in samples)
+    mib = 2**20
+    return [
+        {
+            "bench": "retention",
+            "figure": f"outbox tables + indexes after {end[0] / 60:.0f} min at {rate}/s ({keep} s retention)",
+            "value": end[1] / mib,
+            "unit": "MiB",
+            "baseline": steady[1] / mib,
+            "ratio": end[1] / steady[1],
+            "target": f"flat vs at {steady[0]:.0f} s (<= 1.2x)",
+            "met": end[1] <= 1.2 * steady[1] and drained,
+        },
+        {"bench": "retention", "figure": "peak size during the soak", "value": peak / mib, "unit": "MiB"},
+        {"bench": "retention", "figure": "events kept at the end", "value": end[2], "unit": ""},
+    ]
+
+
 ALL: dict[str, Callable[..., list[Row]]] = {
     "write": write_path,
     "relay": relay_throughput,
     "latency": latency,
     "sustained": sustained,
+    "backlog": backlog,
+    "retention": retention,
     "embedding": embedding_throughput,
     "search": search_latency_and_recall,
 }

@@ -167,6 +167,7 @@ OUTBOX = {
     "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
     "MESSAGE_BATCH_SIZE": env.int("OUTBOX_MESSAGE_BATCH_SIZE", default=100),
     "LEASE_SECONDS": env.int("OUTBOX_LEASE_SECONDS", default=120),
+    "LEASE_MAX_SECONDS": env.int("OUTBOX_LEASE_MAX_SECONDS", default=3600),
     "SWEEP_INTERVAL": env.float("OUTBOX_SWEEP_INTERVAL", default=5.0),
     "RETENTION_DAYS": env.float("OUTBOX_RETENTION_DAYS", default=7.0),
     "RETENTION_BATCH_SIZE": env.int("OUTBOX_RETENTION_BATCH_SIZE", default=1000),
@@ -187,7 +188,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "outbox-retention": {
         "task": "outbox.retention",
-        "schedule": timedelta(hours=1),
+        "schedule": timedelta(seconds=env.float("OUTBOX_RETENTION_INTERVAL", default=3600.0)),
         "options": {"queue": OUTBOX["QUEUE"], "expires": 600},
     },
 }
