@@ -227,3 +227,14 @@ def test_publishing_batches_deliveries_per_subscriber(settings, broker) -> None:
     assert sent == 3
     assert broker.llen("test_recorder") == 2 and broker.llen("test_second") == 1
     broker.delete("test_recorder", "test_second")
+
+
+def test_the_outbox_tables_are_vacuumed_early() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)",
+            [["outbox_outboxevent", "outbox_delivery", "outbox_deliveryattempt"]],
+        )
+        options = dict(cursor.fetchall())
+    assert len(options) == 3
+    assert all("autovacuum_vacuum_scale_factor=0.02" in opts for opts in options.values())
