@@ -31,6 +31,8 @@ def main() -> int:
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
     subprocess.run([python, "manage.py", "ensure_demo_user"], cwd=ROOT, check=True)
+    # The ONNX export is made (and checked) once here, not by several workers at once.
+    subprocess.run([python, "manage.py", "memory", "prepare"], cwd=ROOT, check=True)
     os.environ["FLOWER_BASIC_AUTH"] = auth = flower_auth()
     port = os.environ.setdefault("PORT", "8000")
     flower_port = os.environ.setdefault("FLOWER_PORT", "5555")

@@ -1,10 +1,12 @@
 """The embedding runtimes: the ONNX export reproduces the reference model, is checked
 before it is kept, and is made once and cached."""
 
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.management import call_command
 
 from workers import embedding, onnx_encoder
 
@@ -64,3 +66,12 @@ def test_an_export_that_does_not_match_is_refused(settings, tmp_path: Path, monk
 def test_an_unknown_runtime_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="MEMORY_EMBEDDING_RUNTIME 'tensorflow'"):
         embedding.load("tensorflow")
+
+
+def test_the_prepare_command_leaves_the_model_ready(settings, tmp_path: Path, monkeypatch) -> None:
+    settings.MEMORY_MODEL_CACHE = tmp_path
+    monkeypatch.setattr(embedding, "_encoder", None)  # as in a fresh process
+    out = StringIO()
+    call_command("memory", "prepare", stdout=out)
+    assert out.getvalue().strip() == "embedding model ready (onnx, 384 dimensions)"
+    assert onnx_encoder.cached_model_path(tmp_path).exists()

@@ -207,3 +207,17 @@ def test_reindex_rebuilds_the_store_with_a_progress_bar(user) -> None:
     assert "reindex into pgvector" in err.getvalue()
     assert set(MemoryEntry.objects.values_list("task_id", flat=True)) == {t.pk for t in tasks}
     assert MemoryEntry.objects.filter(completed_at__isnull=True).count() == 0
+
+
+def test_reindex_memory_takes_one_user_and_adds_no_duplicates(user) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    mine = remember(user, "Plant tomatoes")
+    other = remember(UserFactory(), "Renew passport")
+    MemoryEntry.objects.all().delete()
+    for _ in range(2):  # resumable: a second run upserts the same rows
+        call_command("reindex_memory", "--user", str(user.pk), stdout=StringIO(), stderr=StringIO())
+    assert list(MemoryEntry.objects.values_list("task_id", flat=True)) == [mine.pk]
+    assert other.pk not in set(MemoryEntry.objects.values_list("task_id", flat=True))

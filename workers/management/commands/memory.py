@@ -1,10 +1,12 @@
-"""`manage.py memory reindex|search`: rebuild semantic memory from the tasks, or try a search."""
+"""`manage.py memory prepare|reindex|search`: make the embedding model ready, rebuild semantic
+memory from the tasks, or try a search."""
 
 from __future__ import annotations
 
 from argparse import ArgumentParser
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -18,6 +20,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser(
+            "prepare", help="load the embedding model once (with onnx: export and check it if not cached)"
+        )
         reindex = sub.add_parser("reindex", help="embed every completed task again and upsert it")
         reindex.add_argument("--batch-size", type=int, default=256)
         reindex.add_argument("--user", type=int, help="only this user's tasks (id)")
@@ -28,6 +33,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"do_{action}")(**options)
+
+    def do_prepare(self, **options: Any) -> None:
+        # Run before the workers start, so they find the ONNX file made and checked.
+        vector = embedding.embed(["ready"])[0]
+        runtime = settings.MEMORY_EMBEDDING_RUNTIME
+        self.stdout.write(f"embedding model ready ({runtime}, {len(vector)} dimensions)")
 
     def do_reindex(self, batch_size: int, user: int | None, **options: Any) -> None:
         if batch_size < 1:
