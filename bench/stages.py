@@ -4,8 +4,9 @@
         .venv/bin/python -m bench.stages [--events 100] [--skip 0]
 
 Takes the last `--events` task.completed events (after skipping the newest `--skip`;
-after `make bench BENCH_ARGS="--only latency"`, the last 100 are the beat-only run and
-the 100 before them the run with the kick) and prints medians: relay lag (commit to
+after `make bench BENCH_ARGS="--only latency"`, the last 300 are the 15/s run with the
+kick, the 100 before them the 5/s beat-only run, and the 100 before those the 5/s run
+with the kick: `--events 300`, `--skip 300`, `--skip 400`) and prints medians: relay lag (commit to
 dispatch), then per subscriber the queue wait (dispatch to start) and the handler time.
 """
 
