@@ -67,6 +67,18 @@ class Processes:
             **env,
         )
 
+    def service(self, **env: str) -> dict[str, subprocess.Popen[bytes]]:
+        """The Procfile's worker layout (relay; progress, story and notifications; memory) and
+        beat, ready to work; returns the workers by name."""
+        workers = {
+            "relay": self.worker("relay", "outbox", **env),
+            "subscribers": self.worker("subscribers", "progress,story,notifications", concurrency=2, **env),
+            "memory": self.worker("memory", "memory", **env),
+        }
+        self.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)
+        self.wait_ready(*workers)
+        return workers
+
     def wait_ready(self, *names: str, timeout: float = 60) -> None:
         from selfos.celery import app
 

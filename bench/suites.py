@@ -26,7 +26,7 @@ from tasks_app import services
 from tasks_app.models import Project, Task
 
 from .db import truncate
-from .processes import LOGS, ROOT, Processes, bench_env
+from .processes import ROOT, Processes, bench_env
 
 Row = dict[str, Any]
 
@@ -96,11 +96,7 @@ def latency(quick: bool) -> list[Row]:
     reset()
     rows: list[Row] = []
     with Processes() as procs:
-        procs.worker("relay", "outbox")
-        procs.worker("subscribers", "progress,story,notifications", concurrency=2)
-        procs.worker("memory", "memory")
-        procs.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING")
-        procs.wait_ready("relay", "subscribers", "memory")
+        procs.service()
         # Warm-up: every prefork process loads the model and opens its connections.
         run_completions(rate=5, seconds=4, kick=True)
         # Inside the sustained capacity (20/s here): above it, this would measure queueing.
@@ -512,23 +508,48 @@ def backlog_after(rate: float, seconds: float) -> float:
     return time.monotonic() - ended
 
 
+def cpu_seconds(workers: dict[str, Any]) -> dict[str, float]:
+    """CPU time used so far, by who used it: each worker's process tree, PostgreSQL's and
+    Redis's processes, and this process (which writes the completions)."""
+    import psutil
+
+    def used(procs: list[Any]) -> float:
+        total = 0.0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    servers: dict[str, list[Any]] = {"postgres": [], "redis": []}
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        if name.startswith("postgres"):
+            servers["postgres"].append(proc)
+        elif name.startswith("redis-server"):
+            servers["redis"].append(proc)
+    figures = {}
+    for name, popen in workers.items():
+        root = psutil.Process(popen.pid)
+        figures[name] = used([root, *root.children(recursive=True)])
+    figures.update({name: used(procs) for name, procs in servers.items()})
+    figures["bench (the writes)"] = used([psutil.Process()])
+    return figures
+
+
 def sustained(quick: bool) -> list[Row]:
     """The highest completion rate whose backlog drains within 5 s of the load ending, with
-    batched fan-out (100 deliveries a message) and with one message per delivery, same run."""
+    batched fan-out (100 deliveries a message) and with one message per delivery, same run;
+    then, at that rate, where the CPU goes."""
     rates = (2, 4, 8) if quick else (4, 8, 12, 16, 20, 24, 32, 48)
     seconds = 5 if quick else 15
     best: dict[int, float] = {}
+    profile: dict[str, float] = {}
     for batch in (1, 100):
         reset()
         with Processes() as procs:
             env = {"OUTBOX_MESSAGE_BATCH_SIZE": str(batch)}
-            procs.worker("relay", "outbox", **env)
-            procs.worker("subscribers", "progress,story,notifications", concurrency=2, **env)
-            procs.worker("memory", "memory", **env)
-            procs.start(
-                "beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env
-            )
-            procs.wait_ready("relay", "subscribers", "memory")
+            workers = procs.service(**env)
             settings.OUTBOX = {**settings.OUTBOX, "MESSAGE_BATCH_SIZE": batch}
             backlog_after(4, 3)  # warm-up
             best[batch] = 0
@@ -541,6 +562,13 @@ def sustained(quick: bool) -> list[Row]:
                 if lag > 5:
                     break
                 best[batch] = rate
+            if batch == 100 and best[batch]:
+                before, started = cpu_seconds(workers), time.monotonic()
+                backlog_after(best[batch], seconds)
+                wall, after = time.monotonic() - started, cpu_seconds(workers)
+                count = best[batch] * seconds
+                profile = {name: (after[name] - before[name]) / count * 1000 for name in after}
+                profile["cores busy"] = sum(after[n] - before[n] for n in after) / wall
     settings.OUTBOX = {**settings.OUTBOX, "MESSAGE_BATCH_SIZE": 100}
     reset()
     ratio = best[100] / best[1] if best[1] else None
@@ -555,6 +583,15 @@ def sustained(quick: bool) -> list[Row]:
             "target": ">= 5x and >= 200/s",
             "met": bool(ratio and ratio >= 5 and best[100] >= 200),
         },
+    ] + [
+        {
+            "bench": "sustained",
+            "figure": f"at {best[100]:g}/s, "
+            + ("cores busy" if name == "cores busy" else f"CPU per completion: {name}"),
+            "value": value,
+            "unit": "" if name == "cores busy" else "ms",
+        }
+        for name, value in profile.items()
     ]
 
 
@@ -612,13 +649,8 @@ def drain_backlog(n: int) -> tuple[float, float, dict[str, int]]:
         )
     env = {"DJANGO_SETTINGS_MODULE": "bench.backlog.settings"}
     with Processes() as procs:
-        started = time.monotonic()
-        workers = {
-            "relay": procs.worker("relay", "outbox", **env),
-            "subscribers": procs.worker("subscribers", "progress,story,notifications", concurrency=2, **env),
-            "memory": procs.worker("memory", "memory", **env),
-        }
-        procs.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)
+        workers = procs.service(**env)
+        started = time.monotonic()  # from workers ready to the backlog drained
         fanned_out: float | None = None
         with PeakRSS(workers) as rss:
             deadline = time.monotonic() + 3600
@@ -699,11 +731,7 @@ def retention(quick: bool) -> list[Row]:
     }
     samples: list[tuple[float, int, int]] = []  # (seconds in, bytes, events kept)
     with Processes() as procs:
-        procs.worker("relay", "outbox", **env)
-        procs.worker("subscribers", "progress,story,notifications", concurrency=2, **env)
-        procs.worker("memory", "memory", **env)
-        procs.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)
-        procs.wait_ready("relay", "subscribers", "memory")
+        procs.service(**env)
         started = time.monotonic()
         next_sample = started
         for i in range(int(seconds * rate)):
