@@ -270,6 +270,63 @@ def embedding_throughput(quick: bool) -> list[Row]:
     ]
 
 
+def memory_subscriber_throughput(quick: bool) -> list[Row]:
+    """The memory subscriber itself (delivery wrapper, model, pgvector upsert), in this
+    process: deliveries handed over one per call, as when they trickle in, vs 100 per
+    call, as a message carries them when they pile up."""
+    from outbox.delivery import run_deliveries
+
+    n = 100 if quick else 400
+    reset()
+    user = bench_user()
+    project = Project.objects.create(owner=user, title="memory bench")
+    tasks = Task.objects.bulk_create(
+        [
+            Task(
+                owner=user, project=project, title=f"Memory {i}: write chapter {i % 37}", description="draft"
+            )
+            for i in range(2 * n)
+        ]
+    )
+    settings.OUTBOX = {**settings.OUTBOX, "KICK": False}
+    for task in tasks:
+        services.complete_task(task, by=user)
+    settings.OUTBOX = {**settings.OUTBOX, "KICK": True}
+    now = timezone.now()
+    events = OutboxEvent.objects.filter(type="task.completed").order_by("id")
+    ids = [
+        d.id
+        for d in Delivery.objects.bulk_create(
+            [Delivery(event=e, subscriber="memory", dispatched_at=now, created_at=now) for e in events]
+        )
+    ]
+    run_deliveries("memory", ids[:4])  # the model loaded, connections warm
+    started = time.perf_counter()
+    for delivery_id in ids[4:n]:
+        run_deliveries("memory", [delivery_id])
+    single = (n - 4) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for i in range(n, 2 * n, 100):
+        run_deliveries("memory", ids[i : i + 100])
+    batched = n / (time.perf_counter() - started)
+    assert not Delivery.objects.exclude(status="succeeded").exists()
+    reset()
+    return [
+        {
+            "bench": "memory",
+            "figure": "memory subscriber deliveries/s, 100 per message vs one per message (in process)",
+            "value": batched,
+            "unit": "/s",
+            "baseline": single,
+            "ratio": batched / single,
+        }
+    ]
+
+
+def embedding_suite(quick: bool) -> list[Row]:
+    return embedding_throughput(quick) + memory_subscriber_throughput(quick)
+
+
 def clustered_vectors(n: int, noise_seed: int, dims: int = 384, clusters: int = 200) -> np.ndarray:
     """Vectors shaped like sentence embeddings: clusters on the unit sphere (topics), same
     centres for every call, so queries look like the memories they search."""
@@ -776,6 +833,6 @@ ALL: dict[str, Callable[..., list[Row]]] = {
     "sustained": sustained,
     "backlog": backlog,
     "retention": retention,
-    "embedding": embedding_throughput,
+    "embedding": embedding_suite,
     "search": search_latency_and_recall,
 }

@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 7.0,  # fully succeeded events older than this are deleted
     "RETENTION_BATCH_SIZE": 1000,
     "KICK": True,  # run the relay right after a commit that wrote events
+    "KICK_PENDING_SECONDS": 5,  # a kicked run not started by then no longer holds kicks back
+    "CACHE": "default",  # the Django cache (shared by all processes) that coalesces kicks
 }
 
 

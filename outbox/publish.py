@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
 
+from django.core.cache import caches
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Model
@@ -60,11 +62,41 @@ def _kick_on_commit(using: str) -> None:
     transaction.on_commit(kick_relay, using=using, robust=True)
 
 
+# Set while a kicked relay run waits in the queue; the run clears it before it claims.
+KICK_PENDING_KEY = "outbox:relay-kick-pending"
+
+
 def kick_relay() -> None:
-    """Ask for a relay run now. Best effort: if it fails, the beat schedule runs it anyway."""
+    """Ask for a relay run now. Best effort: if it fails, the beat schedule runs it anyway.
+
+    Kicks coalesce: while one kicked run is still queued, another would find nothing that
+    run will not, so none is sent. The run clears the mark before it claims events, so
+    an event committed before a skipped kick is always seen by that run; an event
+    committed after the mark was cleared sends a run of its own. Under load this turns
+    one relay run per commit (each fanning out one event, one delivery per message) into
+    one per relay cycle, carrying everything committed meanwhile. The mark expires after
+    KICK_PENDING_SECONDS, so a lost kick holds the next ones back no longer than that
+    (and the beat schedule relays every second anyway).
+    """
     from .tasks import relay
 
+    cache = caches[conf.get("CACHE")]
+    try:
+        if not cache.add(KICK_PENDING_KEY, 1, timeout=conf.get("KICK_PENDING_SECONDS")):
+            return
+    except Exception:
+        logger.warning("outbox: cannot reach the cache to coalesce kicks; kicking anyway", exc_info=True)
     try:
         relay.apply_async(queue=conf.get("QUEUE"), retry=False, expires=30)
     except Exception:
         logger.warning("outbox: relay kick failed; the beat schedule will pick the event up", exc_info=True)
+        with contextlib.suppress(Exception):
+            cache.delete(KICK_PENDING_KEY)  # no run is queued: let the next commit try again
+
+
+def kick_received() -> None:
+    """Called by the relay task before it claims: kicks from now on need a run of their own."""
+    try:
+        caches[conf.get("CACHE")].delete(KICK_PENDING_KEY)
+    except Exception:
+        logger.warning("outbox: cannot clear the kick mark; it expires by itself", exc_info=True)

@@ -4,10 +4,12 @@ from celery import shared_task
 
 from . import relay as relay_module
 from . import retention, sweeper
+from .publish import kick_received
 
 
 @shared_task(name="outbox.relay", ignore_result=True)
 def relay() -> int:
+    kick_received()
     return relay_module.relay()
 
 

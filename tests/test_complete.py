@@ -7,12 +7,13 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from outbox import publish as publish_module
+from outbox import tasks as outbox_tasks
 from outbox.models import OutboxEvent
 from outbox.publish import OutsideTransaction, kick_relay, publish
 from tasks_app import services
 from tasks_app.models import Task
 
-from .factories import TaskFactory
+from .factories import TaskFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -101,8 +102,6 @@ def test_no_kick_when_the_transaction_rolls_back(user, django_capture_on_commit_
 def test_a_failed_kick_loses_nothing(
     api: APIClient, user, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
-    from outbox import tasks as outbox_tasks
-
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker down")
 
@@ -112,6 +111,40 @@ def test_a_failed_kick_loses_nothing(
         response = api.put(f"/api/tasks/{task.pk}/complete/")
     assert response.status_code == 200
     assert OutboxEvent.objects.get().status == "pending"  # the beat-driven relay will take it
+
+
+@pytest.mark.django_db(transaction=True)  # real commits, so on-commit kicks really fire
+def test_kicks_coalesce_while_a_relay_run_is_queued(broker, use_subscribers) -> None:
+    use_subscribers()  # none: the relay below publishes nothing to the other tests' queues
+    user = UserFactory()
+    broker.delete("outbox")
+    for task in TaskFactory.create_batch(3, owner=user):
+        services.complete_task(task, by=user)  # three transactions, three commits
+    assert broker.llen("outbox") == 1  # one queued run will see all three events
+
+    outbox_tasks.relay()  # the run starts: it clears the mark, then claims
+    assert not OutboxEvent.objects.filter(status="pending").exists()
+    services.complete_task(TaskFactory(owner=user), by=user)
+    assert broker.llen("outbox") == 2  # a commit after the run began gets a run of its own
+    broker.delete("outbox")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_kick_does_not_hold_the_next_one_back(broker, monkeypatch) -> None:
+    user = UserFactory()
+    broker.delete("outbox")
+    real_apply_async = outbox_tasks.relay.apply_async
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(outbox_tasks.relay, "apply_async", broker_down)
+    services.complete_task(TaskFactory(owner=user), by=user)
+    assert broker.llen("outbox") == 0
+    monkeypatch.setattr(outbox_tasks.relay, "apply_async", real_apply_async)
+    services.complete_task(TaskFactory(owner=user), by=user)
+    assert broker.llen("outbox") == 1
+    broker.delete("outbox")
 
 
 def test_publish_refuses_to_run_outside_a_transaction(user) -> None:
