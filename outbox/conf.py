@@ -12,6 +12,7 @@ DEFAULTS: dict[str, Any] = {
     "MESSAGE_BATCH_SIZE": 100,  # deliveries of one subscriber carried by one Celery message
     "LEASE_SECONDS": 120,  # a dispatched delivery unfinished after this is re-published...
     "LEASE_MAX_SECONDS": 3600,  # ...unless its queue still holds messages: then after this
+    "TAKE_WAITING": True,  # a worker also takes its subscriber's other waiting deliveries
     "GROUP_COMMIT_SECONDS": 0.2,  # a worker commits a message's deliveries at least this often
     "SWEEP_INTERVAL": 5.0,
     "SWEEP_BATCH_SIZE": 1000,

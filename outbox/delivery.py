@@ -8,6 +8,9 @@ For each delivery id in a message it:
 - runs the handler in a savepoint of the same transaction that marks the delivery
   succeeded, so a handler's database writes and its "done" mark commit together
   or not at all (a worker killed mid-handler leaves nothing half-done);
+- takes, along with the message's own deliveries, others of the same subscriber that
+  are dispatched and waiting (up to MESSAGE_BATCH_SIZE), so the batch grows with the
+  subscriber's backlog even when every message carries one delivery;
 - under load, when a message carries many deliveries, runs several of them in one
   transaction (a savepoint each, so one failure stays its own), committing every
   GROUP_COMMIT_SECONDS: one claim, one success update and one commit per group
@@ -47,8 +50,9 @@ TRACEBACK_LIMIT = 4000
 def run_deliveries(
     subscriber_name: str, delivery_ids: Sequence[int], *, celery_task_id: str = "", worker: str = ""
 ) -> dict[str, int]:
-    """Run one subscriber over the given deliveries; returns counts by outcome."""
+    """Run one subscriber over the given deliveries (and others waiting); returns counts by outcome."""
     sub = registry.get(subscriber_name)
+    delivery_ids = _with_waiting(sub, delivery_ids)
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
     if sub.batch_handler is not None and len(delivery_ids) > 1:
         counts = _run_batch(sub, delivery_ids, context)
@@ -57,6 +61,28 @@ def run_deliveries(
     if sub.atomic:
         return _run_grouped(sub, delivery_ids, context)
     return dict(Counter(_run_one(sub, delivery_id, context) for delivery_id in delivery_ids))
+
+
+def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
+    """The message's deliveries plus this subscriber's other dispatched ones, oldest first,
+    up to MESSAGE_BATCH_SIZE.
+
+    The relay runs on every commit, so under steady load its messages carry one delivery
+    each, and the queue grows one small message at a time. Taking what is waiting sizes
+    the batch by the subscriber's own backlog: one delivery when there is none, a hundred
+    (one group commit, one batch-handler call) when there is. The later messages for
+    the deliveries taken here find them done and cost one empty claim each.
+    """
+    room = conf.get("MESSAGE_BATCH_SIZE") - len(delivery_ids)
+    if room <= 0 or not conf.get("TAKE_WAITING"):
+        return list(delivery_ids)
+    waiting = (
+        Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED)
+        .exclude(id__in=delivery_ids)
+        .order_by("id")
+        .values_list("id", flat=True)[:room]
+    )
+    return [*delivery_ids, *waiting]
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:

@@ -98,11 +98,14 @@ ALL_TEST_QUEUES = ["outbox", *test_subscribers.TEST_QUEUES]
 @pytest.fixture
 def start_celery_worker(transactional_db: None, broker: Redis) -> Iterator[Callable[..., Any]]:
     """Start a real Celery worker (in a thread of this process) on exactly the given queues."""
+    product = [q for q in registry.queues() if not q.startswith("test_")]
+    # Messages earlier tests left in the queues name rows their rollback removed; a worker
+    # taking them would also take this test's waiting deliveries, before the test looks.
+    broker.delete(*ALL_TEST_QUEUES, *product)
     with contextlib.ExitStack() as stack:
 
         def start(*queues: str) -> Any:
             # No queues named: the tests' usual ones and the product subscribers'.
-            product = [q for q in registry.queues() if not q.startswith("test_")]
             names = list(queues) or sorted({*ALL_TEST_QUEUES, *product})
             return stack.enter_context(
                 start_worker(

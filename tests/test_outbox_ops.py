@@ -220,6 +220,32 @@ def test_deliveries_of_one_message_commit_in_groups_and_fail_alone(settings, bud
         registry.unregister("grouped")
 
 
+@pytest.mark.parametrize("take_waiting", [True, False])
+def test_a_worker_takes_its_subscribers_waiting_deliveries(use_subscribers, settings, take_waiting) -> None:
+    use_subscribers("recorder", "second")
+    settings.OUTBOX = {**settings.OUTBOX, "TAKE_WAITING": take_waiting, "MESSAGE_BATCH_SIZE": 3}
+    now = timezone.now()
+
+    def delivery(subscriber: str, status: str = "dispatched") -> Delivery:
+        return Delivery.objects.create(
+            event=make_event(), subscriber=subscriber, status=status, dispatched_at=now
+        )
+
+    mine, *waiting = [delivery("recorder") for _ in range(4)]  # one more than fits a batch
+    retrying = delivery("recorder", status="pending")  # waits for its retry time: not taken
+    other = delivery("second")  # another subscriber's: not taken
+
+    counts = run_deliveries("recorder", [mine.id])
+    done = set(Delivery.objects.filter(status="succeeded").values_list("id", flat=True))
+    if take_waiting:
+        assert counts == {"succeeded": 3}
+        assert done == {mine.id, waiting[0].id, waiting[1].id}  # oldest first, up to the batch size
+    else:
+        assert counts == {"succeeded": 1} and done == {mine.id}
+    assert Delivery.objects.get(id=retrying.id).status == "pending"
+    assert Delivery.objects.get(id=other.id).status == "dispatched"
+
+
 def test_publishing_batches_deliveries_per_subscriber(settings, broker) -> None:
     settings.OUTBOX = {**settings.OUTBOX, "MESSAGE_BATCH_SIZE": 2}
     broker.delete("test_recorder", "test_second")

@@ -169,6 +169,7 @@ OUTBOX = {
     "LEASE_SECONDS": env.int("OUTBOX_LEASE_SECONDS", default=120),
     "LEASE_MAX_SECONDS": env.int("OUTBOX_LEASE_MAX_SECONDS", default=3600),
     "GROUP_COMMIT_SECONDS": env.float("OUTBOX_GROUP_COMMIT_SECONDS", default=0.2),
+    "TAKE_WAITING": env.bool("OUTBOX_TAKE_WAITING", default=True),
     "SWEEP_INTERVAL": env.float("OUTBOX_SWEEP_INTERVAL", default=5.0),
     "RETENTION_DAYS": env.float("OUTBOX_RETENTION_DAYS", default=7.0),
     "RETENTION_BATCH_SIZE": env.int("OUTBOX_RETENTION_BATCH_SIZE", default=1000),
