@@ -13,7 +13,7 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 120,  # a dispatched delivery unfinished after this is re-published...
     "LEASE_MAX_SECONDS": 3600,  # ...unless its queue still holds messages: then after this
     "TAKE_WAITING": True,  # a worker also takes its subscriber's other waiting deliveries
-    "GROUP_COMMIT_SECONDS": 0.2,  # a worker commits a message's deliveries at least this often
+    "GROUP_COMMIT_SECONDS": 0.05,  # a worker commits a message's deliveries at least this often
     "SWEEP_INTERVAL": 5.0,
     "SWEEP_BATCH_SIZE": 1000,
     "RETENTION_DAYS": 7.0,  # fully succeeded events older than this are deleted
