@@ -52,6 +52,7 @@ def run_deliveries(
 ) -> dict[str, int]:
     """Run one subscriber over the given deliveries (and others waiting); returns counts by outcome."""
     sub = registry.get(subscriber_name)
+    own = frozenset(delivery_ids)  # a skip is news for these; for the ones taken while waiting, it is not
     delivery_ids = _with_waiting(sub, delivery_ids)
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
     if sub.batch_handler is not None and len(delivery_ids) > 1:
@@ -59,8 +60,8 @@ def run_deliveries(
         if counts is not None:
             return counts
     if sub.atomic:
-        return _run_grouped(sub, delivery_ids, context)
-    return dict(Counter(_run_one(sub, delivery_id, context) for delivery_id in delivery_ids))
+        return _run_grouped(sub, delivery_ids, context, own)
+    return dict(Counter(_run_one(sub, i, context, log_skip=i in own) for i in delivery_ids))
 
 
 def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
@@ -113,7 +114,9 @@ def _event(delivery: Delivery) -> Event:
     )
 
 
-def _run_grouped(sub: Subscriber, delivery_ids: Sequence[int], context: dict[str, str]) -> dict[str, int]:
+def _run_grouped(
+    sub: Subscriber, delivery_ids: Sequence[int], context: dict[str, str], own: frozenset[int]
+) -> dict[str, int]:
     """Each delivery in its own savepoint; as many per transaction as fit in the group budget."""
     budget = conf.get("GROUP_COMMIT_SECONDS")
     counts: Counter[str] = Counter()
@@ -125,12 +128,8 @@ def _run_grouped(sub: Subscriber, delivery_ids: Sequence[int], context: dict[str
             for delivery_id in remaining:
                 if delivery_id not in claimed_ids:
                     counts["skipped"] += 1
-                    logger.info(
-                        "outbox: delivery %s of %s skipped (done, waiting or running elsewhere)",
-                        delivery_id,
-                        sub.name,
-                        extra={"delivery_id": delivery_id, "subscriber": sub.name},
-                    )
+                    if delivery_id in own:
+                        _log_skip(delivery_id, sub)
             remaining = []
             done: list[tuple[Delivery, datetime, float]] = []
             deadline = time.perf_counter() + budget
@@ -153,18 +152,23 @@ def _run_grouped(sub: Subscriber, delivery_ids: Sequence[int], context: dict[str
     return dict(counts)
 
 
-def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str]) -> str:
+def _log_skip(delivery_id: int, sub: Subscriber) -> None:
+    logger.info(
+        "outbox: delivery %s of %s skipped (done, waiting or running elsewhere)",
+        delivery_id,
+        sub.name,
+        extra={"delivery_id": delivery_id, "subscriber": sub.name},
+    )
+
+
+def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str], log_skip: bool = True) -> str:
     started_at = timezone.now()
     clock = time.perf_counter()
     with transaction.atomic():
         claimed = _claim(sub.name, [delivery_id])
         if not claimed:
-            logger.info(
-                "outbox: delivery %s of %s skipped (done, waiting or running elsewhere)",
-                delivery_id,
-                sub.name,
-                extra={"delivery_id": delivery_id, "subscriber": sub.name},
-            )
+            if log_skip:
+                _log_skip(delivery_id, sub)
             return "skipped"
         delivery = claimed[0]
         try:
