@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -31,6 +34,25 @@ def bench_env(**extra: str) -> dict[str, str]:
         "SELFOS_DB_NAME": db["NAME"],
         **extra,
     }
+
+
+def process_tree(pid: int) -> list[Any]:
+    """A process and all its descendants (a Celery worker and its pool)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def summed(procs: list[Any], read: Callable[[Any], float]) -> float:
+    """The sum of `read(process)`, skipping processes that exit while being read."""
+    import psutil
+
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += read(proc)
+    return total
 
 
 class Processes:

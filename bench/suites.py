@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from tasks_app import services
 from tasks_app.models import Project, Task
 
 from .db import truncate
-from .processes import ROOT, Processes, bench_env
+from .processes import ROOT, Processes, bench_env, process_tree, summed
 
 Row = dict[str, Any]
 
@@ -571,12 +570,7 @@ def cpu_seconds(workers: dict[str, Any]) -> dict[str, float]:
     import psutil
 
     def used(procs: list[Any]) -> float:
-        total = 0.0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
+        return summed(procs, lambda proc: sum(proc.cpu_times()[:2]))  # user + system
 
     servers: dict[str, list[Any]] = {"postgres": [], "redis": []}
     for proc in psutil.process_iter(["name"]):
@@ -587,8 +581,7 @@ def cpu_seconds(workers: dict[str, Any]) -> dict[str, float]:
             servers["redis"].append(proc)
     figures = {}
     for name, popen in workers.items():
-        root = psutil.Process(popen.pid)
-        figures[name] = used([root, *root.children(recursive=True)])
+        figures[name] = used(process_tree(popen.pid))
     figures.update({name: used(procs) for name, procs in servers.items()})
     figures["bench (the writes)"] = used([psutil.Process()])
     return figures
@@ -657,27 +650,23 @@ class PeakRSS:
     """Samples the resident memory of process trees (a Celery worker and its pool) in a thread."""
 
     def __init__(self, procs: dict[str, Any], every: float = 0.5) -> None:
-        import psutil
-
-        self.trees = {name: psutil.Process(p.pid) for name, p in procs.items()}
+        self.pids = {name: p.pid for name, p in procs.items()}
         self.peak = dict.fromkeys(procs, 0)
         self.every = every
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def rss(self, root: Any) -> int:
-        import psutil
-
-        total = 0
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
+    def sample(self) -> None:
+        for name, pid in self.pids.items():
+            rss = summed(process_tree(pid), lambda proc: proc.memory_info().rss)
+            self.peak[name] = max(self.peak[name], int(rss))
 
     def run(self) -> None:
+        # A sample at once, and one at the end: a small backlog may drain within one period.
+        self.sample()
         while not self.stopped.wait(self.every):
-            for name, root in self.trees.items():
-                self.peak[name] = max(self.peak[name], self.rss(root))
+            self.sample()
+        self.sample()
 
     def __enter__(self) -> PeakRSS:
         self.thread.start()

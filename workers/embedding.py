@@ -64,10 +64,11 @@ def load(runtime: str) -> Encoder:
     if runtime == "onnx":
         from . import onnx_encoder
 
+        weights = model_dir()
         path = onnx_encoder.cached_model_path(Path(settings.MEMORY_MODEL_CACHE))
         if not path.exists():
-            onnx_encoder.export(model_dir(), path)
-        return onnx_encoder.OnnxEncoder(model_dir(), path)
+            onnx_encoder.export(weights, path)
+        return onnx_encoder.OnnxEncoder(weights, path)
     raise ValueError(f"unknown MEMORY_EMBEDDING_RUNTIME {runtime!r} (onnx or torch)")
 
 
