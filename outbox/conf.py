@@ -14,6 +14,9 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_MAX_SECONDS": 3600,  # ...unless its queue still holds messages: then after this
     "TAKE_WAITING": True,  # a worker also takes its subscriber's other waiting deliveries
     "GROUP_COMMIT_SECONDS": 0.05,  # a worker commits a message's deliveries at least this often
+    # A message whose outcome could not be recorded (the database was away) comes back
+    # after 0.5 s, doubling up to this: its deliveries run as soon as the database answers.
+    "INFRASTRUCTURE_RETRY_MAX_SECONDS": 5.0,
     "SWEEP_INTERVAL": 5.0,
     "SWEEP_BATCH_SIZE": 1000,
     "RETENTION_DAYS": 7.0,  # fully succeeded events older than this are deleted

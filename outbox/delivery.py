@@ -18,7 +18,13 @@ For each delivery id in a message it:
   `atomic=False` (side effects outside the database) keep a transaction each;
 - on failure rolls the handler's writes back and records the attempt: a transient
   error schedules a retry with exponential backoff and jitter (the sweeper
-  dispatches it when due), a permanent one, or the last retry, marks it dead.
+  dispatches it when due), a permanent one, or the last retry, marks it dead. A
+  database or broker fault is transient and never uses up the retries;
+- when the outcome cannot be recorded at all (the database went away mid-message),
+  nothing of the message was committed but what earlier group commits hold: the
+  Celery message itself is retried, after 0.5 s and doubling up to
+  INFRASTRUCTURE_RETRY_MAX_SECONDS, so its deliveries run again as soon as the
+  database answers instead of waiting for the sweeper's lease.
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from celery import Task as CeleryTask
+from django.db import DatabaseError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from . import conf, registry
+from .errors import is_infrastructure_fault
 from .events import Event
 from .models import Delivery, DeliveryAttempt
 from .registry import RetryPolicy, Subscriber
@@ -45,6 +53,63 @@ logger = logging.getLogger(__name__)
 
 ERROR_LIMIT = 2000
 TRACEBACK_LIMIT = 4000
+
+
+def run_message(task: CeleryTask, subscriber_name: str, delivery_ids: Sequence[int]) -> dict[str, int]:
+    """The body of a subscriber's Celery task: run the deliveries, or send the message again
+    later when the database or broker is away."""
+    try:
+        return run_deliveries(
+            subscriber_name,
+            delivery_ids,
+            celery_task_id=task.request.id or "",
+            worker=task.request.hostname or "",
+        )
+    except Exception as exc:
+        if _infrastructure_cause(exc) is None:
+            raise
+        _close_broken_connections()
+        retries = task.request.retries or 0
+        delay = min(conf.get("INFRASTRUCTURE_RETRY_MAX_SECONDS"), 0.5 * 2.0 ** min(retries, 16))
+        logger.warning(
+            "outbox: %s deliveries %s could not be recorded (%s: %s); the message runs again in %.1fs",
+            subscriber_name,
+            list(delivery_ids)[:20],
+            type(exc).__name__,
+            str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+            delay,
+            extra={"delivery_ids": list(delivery_ids), "subscriber": subscriber_name},
+        )
+        # If the broker is away too, this raises and the message is gone: its deliveries
+        # stay dispatched, and the next message for the subscriber or the sweeper takes them.
+        raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
+
+
+def _infrastructure_cause(exc: BaseException) -> BaseException | None:
+    """The database or broker fault behind `exc`, if any: the wrapper's own error while
+    recording (say, "current transaction is aborted") is raised while handling it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if is_infrastructure_fault(current):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _reraise_if_database_gone(exc: Exception) -> None:
+    """A handler's database fault that also broke the transaction cannot be recorded in it:
+    leave it to `run_message`, which sends the message again once the database answers."""
+    if is_infrastructure_fault(exc) and transaction.get_connection().needs_rollback:
+        raise exc
+
+
+def _close_broken_connections() -> None:
+    """Drop connections a fault left unusable, so the retry opens fresh ones."""
+    for conn in connections.all(initialized_only=True):
+        with contextlib.suppress(DatabaseError):
+            conn.close()
 
 
 def run_deliveries(
@@ -88,7 +153,7 @@ def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
     """Exponential backoff, capped; with jitter, a random point in the upper half of it."""
-    delay = min(policy.backoff_max, policy.backoff * (2 ** (attempt - 1)))
+    delay = min(policy.backoff_max, policy.backoff * 2.0 ** min(attempt - 1, 32))
     return random.uniform(delay / 2, delay) if policy.jitter else delay
 
 
@@ -143,6 +208,7 @@ def _run_grouped(
                     with transaction.atomic():
                         sub.handler(_event(delivery))
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
+                    _reraise_if_database_gone(exc)
                     counts[_record_failure(sub, delivery, exc, started_at, clock, context)] += 1
                     continue
                 done.append((delivery, started_at, (time.perf_counter() - clock) * 1000))
@@ -175,6 +241,7 @@ def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str], log_ski
             with transaction.atomic() if sub.atomic else contextlib.nullcontext():
                 sub.handler(_event(delivery))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
+            _reraise_if_database_gone(exc)
             return _record_failure(sub, delivery, exc, started_at, clock, context)
         _record_success([(delivery, started_at, (time.perf_counter() - clock) * 1000)], context)
         return "succeeded"
@@ -194,7 +261,8 @@ def _run_batch(
         try:
             with transaction.atomic():
                 sub.batch_handler([_event(d) for d in deliveries])
-        except Exception:
+        except Exception as exc:
+            _reraise_if_database_gone(exc)
             logger.warning(
                 "outbox: batch of %d %s deliveries failed; retrying them one by one",
                 len(deliveries),
@@ -276,7 +344,8 @@ def _record_failure(
     delivery.attempts += 1
     error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
     transient = sub.retry.is_transient(exc)
-    if transient and delivery.attempts <= sub.retry.max_retries:
+    # The database or broker being away says nothing about the event: never dead for it.
+    if transient and (delivery.attempts <= sub.retry.max_retries or is_infrastructure_fault(exc)):
         delay = backoff_seconds(sub.retry, delivery.attempts)
         delivery.status = Delivery.Status.PENDING
         delivery.next_attempt_at = now + timedelta(seconds=delay)

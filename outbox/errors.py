@@ -1,4 +1,15 @@
-"""The two kinds of failure a subscriber can report: try again later, or give up now."""
+"""The kinds of failure a delivery can meet: try again later, give up now, or infrastructure away.
+
+Transient vs permanent is decided by what failed, not where. A subscriber says which of
+its own errors are transient (`RetryPolicy.retry_for`); the outbox's own infrastructure,
+the database and the broker, is transient everywhere: a PostgreSQL restart, a failover or
+a network blip makes deliveries wait and retry, never go dead. Dead means the handler's
+own logic refused the event.
+"""
+
+from __future__ import annotations
+
+import functools
 
 
 class TransientError(Exception):
@@ -7,3 +18,39 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """A failure no retry can fix (bad payload, 4xx): the delivery goes dead at once."""
+
+
+@functools.cache
+def infrastructure_errors() -> tuple[type[BaseException], ...]:
+    """The database's and the broker's "I am not there" errors, whichever clients are installed.
+
+    Django's OperationalError and InterfaceError cover a dropped or refused connection, a
+    server that restarts under a query, a serialization failure or a deadlock; the driver's
+    own classes are listed too for code that talks to psycopg directly. IntegrityError,
+    ProgrammingError and DataError are not here: they are the handler's own doing.
+    """
+    import django.db
+    import kombu.exceptions
+
+    found: list[type[BaseException]] = [
+        django.db.OperationalError,
+        django.db.InterfaceError,
+        kombu.exceptions.OperationalError,
+    ]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - another database driver
+        pass
+    else:
+        found += [psycopg.OperationalError, psycopg.InterfaceError]
+    try:
+        import redis.exceptions
+    except ImportError:  # pragma: no cover - another broker
+        pass
+    else:
+        found += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    return tuple(found)
+
+
+def is_infrastructure_fault(exc: BaseException) -> bool:
+    return isinstance(exc, infrastructure_errors())

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task as CeleryTask
 from celery import shared_task
 
-from .errors import TransientError
+from .errors import TransientError, is_infrastructure_fault
 
 if TYPE_CHECKING:
     from .events import Event
@@ -37,8 +37,11 @@ class DuplicateSubscriber(Exception):
 class RetryPolicy:
     """How a subscriber's transient failures are retried (Celery's vocabulary, our own scheduler).
 
-    Only the exceptions in `retry_for` are transient; anything else is permanent and
-    makes the delivery dead at once.
+    The exceptions in `retry_for` are transient, and so are the database's and the
+    broker's connection errors whatever `retry_for` says (see `errors`); anything else is
+    permanent and makes the delivery dead at once. An infrastructure fault is retried with
+    this backoff too, but never uses up `max_retries`: a database that is away for an
+    hour makes deliveries late, not dead.
     """
 
     max_retries: int = 5
@@ -48,7 +51,7 @@ class RetryPolicy:
     retry_for: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 
     def is_transient(self, exc: BaseException) -> bool:
-        return isinstance(exc, self.retry_for)
+        return isinstance(exc, self.retry_for) or is_infrastructure_fault(exc)
 
 
 @dataclass(frozen=True)
@@ -105,15 +108,10 @@ def subscriber(
 
 def _make_task(subscriber_name: str, task_name: str) -> CeleryTask:
     # Imported here: the delivery module needs the registry, not the other way round.
-    from .delivery import run_deliveries
+    from .delivery import run_message
 
     def deliver(self: CeleryTask, delivery_ids: list[int]) -> dict[str, int]:
-        return run_deliveries(
-            subscriber_name,
-            delivery_ids,
-            celery_task_id=self.request.id or "",
-            worker=self.request.hostname or "",
-        )
+        return run_message(self, subscriber_name, delivery_ids)
 
     deliver.__name__ = task_name.rsplit(".", 1)[-1]
     return shared_task(
