@@ -89,20 +89,20 @@ def vector_self_check(url: str) -> None:
 
     vector = "[" + ",".join(f"{(i % 7 + 1) / 8:.3f}" for i in range(SELF_CHECK_DIMENSIONS)) + "]"
     other = "[" + ",".join(f"{(i % 5 + 1) / 6:.3f}" for i in range(SELF_CHECK_DIMENSIONS)) + "]"
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             row = conn.execute("SELECT %s::vector <=> %s::vector", [vector, other]).fetchone()
-    except psycopg.OperationalError as exc:
-        if "closed the connection unexpectedly" not in str(exc):
-            raise
-        raise BrokenDatabase(
-            "the database's backend died on a pgvector distance query. The likely cause is a "
-            "pgvector built for a CPU with instructions this one lacks (AVX-512: its server log "
-            "says 'terminated by signal 4: Illegal instruction'). Install the embedded server "
-            "pinned in requirements/local.txt, or point DATABASE_URL at a PostgreSQL whose "
-            "pgvector runs here; `python scripts/check_vector_portability.py` checks a build."
-        ) from exc
+        except psycopg.OperationalError as exc:
+            if not conn.closed:
+                raise
+            raise BrokenDatabase(
+                "the database's backend died on a pgvector distance query. The likely cause is a "
+                "pgvector built for a CPU with instructions this one lacks (AVX-512: its server log "
+                "says 'terminated by signal 4: Illegal instruction'). Install the embedded server "
+                "pinned in requirements/local.txt, or point DATABASE_URL at a PostgreSQL whose "
+                "pgvector runs here; `python scripts/check_vector_portability.py` checks a build."
+            ) from exc
     if row is None or not 0.0 <= float(row[0]) <= 2.0:
         raise BrokenDatabase(f"pgvector answered a cosine distance with {row!r}")
 
