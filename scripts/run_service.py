@@ -1,6 +1,8 @@
 """Start the whole service on this machine: migrate, make the demo user, then run the Procfile.
 
 Called by `make run` through with_services.py, so DATABASE_URL and REDIS_URL are set.
+Ctrl-C stops every process gracefully (Celery's warm shutdown finishes the deliveries in
+flight) before with_services.py stops the embedded servers.
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import honcho.command
+import honcho.manager
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+# How long Ctrl-C waits for web, relay, workers and beat to stop by themselves.
+SHUTDOWN_GRACE_SECONDS = float(os.environ.get("SELFOS_SHUTDOWN_GRACE_SECONDS", "30"))
 
 
 def flower_auth() -> str:
@@ -49,8 +56,11 @@ selfos: starting web, relay, workers, beat and Flower (Ctrl-C stops them all)
         flush=True,
     )
     os.chdir(ROOT)
-    os.execvp("honcho", ["honcho", "start", "--port", port])
-    return 0  # not reached
+    # honcho sends SIGTERM on Ctrl-C and SIGKILL KILL_WAIT seconds later (5 by default, not
+    # an option): too soon for a worker's warm shutdown to finish a story written by an LLM.
+    honcho.manager.KILL_WAIT = SHUTDOWN_GRACE_SECONDS
+    honcho.command.main(["start", "--port", port])
+    return 0
 
 
 if __name__ == "__main__":

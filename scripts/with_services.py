@@ -36,7 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("SELFOS_VAR_DIR", ROOT / "var"))
 DB_NAME = os.environ.get("SELFOS_DB_NAME", "selfos")
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The local server to try before starting an embedded one (tests point it elsewhere).
+LOCAL_PG = os.environ.get("SELFOS_LOCAL_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOCAL_PG_ADDRESS = LOCAL_PG.rsplit("@", 1)[-1].rsplit("/", 1)[0]
 # How long the embedded PostgreSQL waits for clients the command left behind.
 DRAIN_SECONDS = float(os.environ.get("SELFOS_DRAIN_SECONDS", "30"))
 # Long enough to take pgvector's SIMD distance code, which short vectors skip.
@@ -71,9 +73,12 @@ def _local_postgres_reason() -> str | None:
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
             ).fetchone()
     except psycopg.Error as exc:
-        return f"no usable PostgreSQL on 127.0.0.1:5432 ({str(exc).strip().splitlines()[0]})"
+        return f"no usable PostgreSQL at {LOCAL_PG_ADDRESS} ({str(exc).strip().splitlines()[0]})"
     if not has_vector:
-        return "the PostgreSQL on 127.0.0.1:5432 has no pgvector (`vector` is not in pg_available_extensions)"
+        return (
+            f"the PostgreSQL at {LOCAL_PG_ADDRESS} has no pgvector "
+            "(`vector` is not in pg_available_extensions)"
+        )
     return None
 
 
@@ -152,7 +157,7 @@ def find_database(stack: contextlib.ExitStack) -> str:
     reason = _local_postgres_reason()
     if reason is None:
         _ensure_database(LOCAL_PG, DB_NAME)
-        say(f"database: local PostgreSQL on 127.0.0.1:5432, database {DB_NAME!r}")
+        say(f"database: local PostgreSQL at {LOCAL_PG_ADDRESS}, database {DB_NAME!r}")
         return LOCAL_PG.rsplit("/", 1)[0] + f"/{DB_NAME}"
     # The server keeps its lock under the runtime dir; a headless box may not have one.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR / "run"))

@@ -1,11 +1,28 @@
 """The Celery app: every setting comes from Django settings under CELERY_."""
 
 import os
+import signal
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
 
 app = Celery("selfos")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _finish_the_task_on_sigterm(**kwargs: Any) -> None:
+    """A pool process ignores SIGTERM; its worker's main process decides when it stops.
+
+    Process managers (honcho, systemd's default KillMode, `docker stop`) send SIGTERM to
+    the worker's whole process group. Celery resets SIGTERM to "die" in pool processes,
+    so the task in flight would be cut off while the main process starts its warm
+    shutdown. Ignored here, the task finishes, the main process then closes the pool, and
+    a manager that loses patience still has SIGKILL (the delivery then goes back to
+    dispatched: its transaction never committed).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
