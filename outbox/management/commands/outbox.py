@@ -26,7 +26,12 @@ class Command(BaseCommand):
         replay.add_argument("subscriber")
         replay.add_argument("--since", help="ISO datetime, inclusive")
         replay.add_argument("--until", help="ISO datetime, exclusive")
-        sub.add_parser("audit", help="check the invariants; exits non-zero on a violation")
+        audit_ = sub.add_parser("audit", help="check the invariants; exits non-zero on a violation")
+        audit_.add_argument(
+            "--allow-dead",
+            action="store_true",
+            help="pass with dead deliveries (still listed): they wait for an operator",
+        )
         sub.add_parser("relay", help="fan out pending events now")
         sub.add_parser("sweep", help="re-publish expired deliveries and due retries now")
         purge = sub.add_parser("purge", help="delete finished events older than the retention window")
@@ -84,8 +89,13 @@ class Command(BaseCommand):
         self.stdout.write(f"dead deliveries: {len(report.dead)}")
         for line in report.dead:
             self.stdout.write(f"        {line}")
-        if not report.ok:
+        if not report.promises_kept:
             raise CommandError(f"audit found violations in {len(report.violations)} checks")
+        if report.dead and not options["allow_dead"]:
+            raise CommandError(
+                f"audit found {len(report.dead)} dead deliveries: retry them (`outbox retry`) "
+                "once their cause is fixed, or pass --allow-dead"
+            )
         self.stdout.write("audit passed")
 
     def do_relay(self, **options: Any) -> None:
