@@ -1,6 +1,7 @@
 """The story subscriber: one segment per completed task, drawing on media, progress and memory."""
 
 import pytest
+from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from outbox.models import Delivery, OutboxEvent
@@ -162,3 +163,22 @@ def test_the_segment_tells_the_progress_of_its_moment(user, fixed_memory) -> Non
     complete(second)
     deliver("story", first_event)  # the story runs after both were done
     assert "Garden" in StorySegment.objects.get().text and "50%" in StorySegment.objects.get().text
+
+
+def test_our_own_database_failing_under_recall_retries_the_story_instead_of_telling_it_without(
+    user, monkeypatch
+) -> None:
+    """A store that is down makes a story "without memories"; the database itself going away
+    is not that: the story is retried, so the segment it writes, once, has its recall."""
+
+    class Failover:
+        def vector_of(self, owner_id, task_id):
+            raise OperationalError("canceling statement due to conflict with recovery")
+
+    monkeypatch.setattr("workers.memory.get_store", lambda: Failover())
+    event = complete(TaskFactory(owner=user, title="Fix the bike"))
+    assert deliver("story", event) == {"retry": 1}
+    assert not StorySegment.objects.exists()
+    delivery = Delivery.objects.get(event=event, subscriber="story")
+    assert delivery.status == Delivery.Status.PENDING
+    assert delivery.last_error.startswith("OperationalError: canceling statement")

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from weaviate.exceptions import WeaviateBaseError
 
-from outbox.api import Event, RetryPolicy, subscriber
+from outbox.api import Event, RetryPolicy, is_infrastructure_fault, subscriber
 from tasks_app.events import TASK_COMPLETED, TASK_DELETED, TASK_PAYLOAD_VERSION, TASK_REOPENED
 from tasks_app.models import Task
 
@@ -102,5 +102,8 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
                 vector = embedding.embed([memory_text(task)])[0]
             hits = store.search(task.owner_id, vector, k, exclude=str(task.pk), before=task.completed_at)
     except (DatabaseError, OSError, ImportError, RuntimeError, ValueError, WeaviateBaseError) as exc:
+        if is_infrastructure_fault(exc):
+            # Our own database is away: the story is retried, not written without its memories.
+            raise
         raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return [{"task": h.task_id, "title": h.title, "score": h.score} for h in hits]
