@@ -134,6 +134,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Clients send JSON. Documenting form and multipart bodies too (DRF's default parsers,
+    # which the browsable API's forms still use) made generated clients fail to import.
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
 }
 
 # --- Celery ---------------------------------------------------------------
