@@ -7,3 +7,8 @@ class OutboxConfig(AppConfig):
     name = "outbox"
     verbose_name = "Outbox"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import schedule, tasks  # noqa: F401 - tasks registers the periodic tasks' names
+
+        schedule.install()

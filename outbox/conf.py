@@ -1,4 +1,8 @@
-"""The outbox's settings: the project's OUTBOX dict over these defaults."""
+"""The outbox's settings: the project's OUTBOX dict over these defaults, the only ones.
+
+The host project sets only what it changes (SelfOS reads `OUTBOX_<KEY>` environment
+variables into OUTBOX in its settings); every default, and what it means, is here.
+"""
 
 from typing import Any
 
@@ -17,10 +21,11 @@ DEFAULTS: dict[str, Any] = {
     # A message whose outcome could not be recorded (the database was away) comes back
     # after 0.5 s, doubling up to this: its deliveries run as soon as the database answers.
     "INFRASTRUCTURE_RETRY_MAX_SECONDS": 5.0,
-    "SWEEP_INTERVAL": 5.0,
+    "SWEEP_INTERVAL": 5.0,  # seconds between sweeper runs
     "SWEEP_BATCH_SIZE": 1000,
     "RETENTION_DAYS": 7.0,  # fully succeeded events older than this are deleted
     "RETENTION_BATCH_SIZE": 1000,
+    "RETENTION_INTERVAL": 3600.0,  # seconds between retention runs
     "KICK": True,  # run the relay right after a commit that wrote events
     "KICK_PENDING_SECONDS": 5,  # a kicked run not started by then no longer holds kicks back
     "CACHE": "default",  # the Django cache (shared by all processes) that coalesces kicks

@@ -3,6 +3,7 @@
 SECRET_KEY is set per environment: production.py reads it with no default, local and test use placeholders.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -147,7 +148,6 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Each subscriber's task goes to its own queue (the outbox registry knows which).
-CELERY_TASK_ROUTES = ("outbox.registry.route",)
 # One message at a time per worker process: with acks_late, a prefetched message
 # would sit behind a slow one instead of going to an idle worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -164,39 +164,29 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 
 # --- Outbox ---------------------------------------------------------------
+# Only what the environment sets (OUTBOX_RELAY_INTERVAL=0.5, ...): every default lives in
+# outbox/conf.py, and the outbox adds its own beat entries and task router (outbox/schedule.py).
+_OUTBOX_FROM_ENV = {
+    "RELAY_INTERVAL": env.float,
+    "RELAY_BATCH_SIZE": env.int,
+    "RELAY_TIME_BUDGET": env.float,
+    "MESSAGE_BATCH_SIZE": env.int,
+    "LEASE_SECONDS": env.int,
+    "LEASE_MAX_SECONDS": env.int,
+    "GROUP_COMMIT_SECONDS": env.float,
+    "TAKE_WAITING": env.bool,
+    "INFRASTRUCTURE_RETRY_MAX_SECONDS": env.float,
+    "SWEEP_INTERVAL": env.float,
+    "SWEEP_BATCH_SIZE": env.int,
+    "RETENTION_DAYS": env.float,
+    "RETENTION_BATCH_SIZE": env.int,
+    "RETENTION_INTERVAL": env.float,
+    "KICK": env.bool,
+}
 OUTBOX = {
-    "QUEUE": "outbox",
-    "RELAY_INTERVAL": env.float("OUTBOX_RELAY_INTERVAL", default=1.0),
-    "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
-    "MESSAGE_BATCH_SIZE": env.int("OUTBOX_MESSAGE_BATCH_SIZE", default=100),
-    "LEASE_SECONDS": env.int("OUTBOX_LEASE_SECONDS", default=120),
-    "LEASE_MAX_SECONDS": env.int("OUTBOX_LEASE_MAX_SECONDS", default=3600),
-    "GROUP_COMMIT_SECONDS": env.float("OUTBOX_GROUP_COMMIT_SECONDS", default=0.05),
-    "TAKE_WAITING": env.bool("OUTBOX_TAKE_WAITING", default=True),
-    "SWEEP_INTERVAL": env.float("OUTBOX_SWEEP_INTERVAL", default=5.0),
-    "RETENTION_DAYS": env.float("OUTBOX_RETENTION_DAYS", default=7.0),
-    "RETENTION_BATCH_SIZE": env.int("OUTBOX_RETENTION_BATCH_SIZE", default=1000),
-    "KICK": env.bool("OUTBOX_KICK", default=True),
+    key: read(f"OUTBOX_{key}") for key, read in _OUTBOX_FROM_ENV.items() if f"OUTBOX_{key}" in os.environ
 }
-
-CELERY_BEAT_SCHEDULE = {
-    "outbox-relay": {
-        "task": "outbox.relay",
-        "schedule": timedelta(seconds=OUTBOX["RELAY_INTERVAL"]),
-        # A relay tick nobody ran in time is useless: the next one does the same work.
-        "options": {"queue": OUTBOX["QUEUE"], "expires": 10},
-    },
-    "outbox-sweep": {
-        "task": "outbox.sweep",
-        "schedule": timedelta(seconds=OUTBOX["SWEEP_INTERVAL"]),
-        "options": {"queue": OUTBOX["QUEUE"], "expires": 30},
-    },
-    "outbox-retention": {
-        "task": "outbox.retention",
-        "schedule": timedelta(seconds=env.float("OUTBOX_RETENTION_INTERVAL", default=3600.0)),
-        "options": {"queue": OUTBOX["QUEUE"], "expires": 600},
-    },
-}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # --- Subscribers ----------------------------------------------------------
 # story: "template" (offline, the default) or "openai" (any OpenAI-compatible server)
