@@ -64,7 +64,7 @@ def test_an_export_that_does_not_match_is_refused(settings, tmp_path: Path, monk
 
 
 def test_an_unknown_runtime_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="MEMORY_EMBEDDING_RUNTIME 'tensorflow'"):
+    with pytest.raises(ImportError, match="unknown MEMORY_EMBEDDING_RUNTIME 'tensorflow'"):
         embedding.load("tensorflow")
 
 

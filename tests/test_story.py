@@ -10,6 +10,7 @@ from tasks_app.models import Task
 from workers import memory
 from workers.memory import MemoryUnavailable
 from workers.models import StorySegment
+from workers.vectorstores import StoreUnavailable
 from workers.writers import StoryContext, TemplateWriter
 
 from .conftest import deliver
@@ -147,12 +148,25 @@ def test_story_api_lists_own_segments_newest_first(api: APIClient, user, fixed_m
     assert [s["title"] for s in body["results"]] == ["Second", "First"]
 
 
-def test_recall_reports_memory_errors_as_unavailable(user, monkeypatch) -> None:
+def test_recall_reports_a_store_that_is_down_as_unavailable(user, monkeypatch) -> None:
+    class Down:
+        def vector_of(self, owner_id, task_id):
+            raise StoreUnavailable("weaviate fetch: connection refused")
+
+    monkeypatch.setattr("workers.memory.get_store", lambda: Down())
+    with pytest.raises(MemoryUnavailable, match="connection refused"):
+        memory.related_tasks(TaskFactory(owner=user), 3)
+
+
+def test_a_misconfigured_store_is_an_error_not_a_story_without_memories(user, monkeypatch) -> None:
+    """Only a store that is down makes a story "without memories"; a bug or a bad setting
+    fails the delivery, visibly (and a misspelled MEMORY_STORE already fails `check`)."""
+
     def broken_store():
         raise RuntimeError("store misconfigured")
 
     monkeypatch.setattr("workers.memory.get_store", broken_store)
-    with pytest.raises(MemoryUnavailable, match="store misconfigured"):
+    with pytest.raises(RuntimeError, match="store misconfigured"):
         memory.related_tasks(TaskFactory(owner=user), 3)
 
 

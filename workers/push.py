@@ -82,6 +82,10 @@ class FCMBackend:
     def __init__(self, credentials_file: str, project_id: str = "") -> None:
         self.app = _firebase_app(credentials_file, project_id)
 
+    @classmethod
+    def from_settings(cls) -> FCMBackend:
+        return cls(settings.FCM_CREDENTIALS_FILE, settings.FCM_PROJECT_ID)
+
     def send(self, messages: list[PushMessage]) -> list[PushResult]:
         from firebase_admin import messaging
 
@@ -150,14 +154,8 @@ def _firebase_app(credentials_file: str, project_id: str) -> Any:
     )
 
 
-BACKENDS = {"console": ConsoleBackend, "locmem": LocmemBackend}
-
-
 def get_backend() -> PushBackend:
-    choice = settings.PUSH_BACKEND
-    if choice == "fcm":
-        return FCMBackend(settings.FCM_CREDENTIALS_FILE, settings.FCM_PROJECT_ID)
-    try:
-        return BACKENDS[choice]()
-    except KeyError:
-        raise PermanentError(f"unknown PUSH_BACKEND {choice!r} (console, locmem or fcm)") from None
+    """The backend PUSH_BACKEND names (a short name or a dotted path; see workers.pluggables)."""
+    from .pluggables import build
+
+    return build("PUSH_BACKEND")

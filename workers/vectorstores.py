@@ -19,7 +19,6 @@ from functools import cache
 from typing import Protocol
 
 import numpy as np
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from pgvector.django import CosineDistance
@@ -31,6 +30,11 @@ EXACT_SCAN_MAX = 2000
 # HNSW candidates per search (pgvector's default is 40); `make bench` sweeps it: more
 # candidates buy recall with latency.
 EF_SEARCH = 100
+
+
+class StoreUnavailable(Exception):
+    """The vector store cannot answer now (Weaviate down, a network error): stories are then
+    told without recalled memories. Our own database being away is not this: it is retried."""
 
 
 @dataclass(frozen=True)
@@ -140,10 +144,7 @@ class PgVectorStore:
 
 @cache
 def get_store() -> VectorStore:
-    if settings.MEMORY_STORE == "pgvector":
-        return PgVectorStore()
-    if settings.MEMORY_STORE == "weaviate":
-        from .weaviate_store import WeaviateStore
+    """The store MEMORY_STORE names (see workers.pluggables); weaviate is imported only for it."""
+    from .pluggables import build
 
-        return WeaviateStore.from_settings()
-    raise ValueError(f"unknown MEMORY_STORE {settings.MEMORY_STORE!r} (pgvector or weaviate)")
+    return build("MEMORY_STORE")

@@ -27,7 +27,7 @@ from django.conf import settings
 
 from outbox.api import TransientError
 
-from .vectorstores import Hit, MemoryItem
+from .vectorstores import Hit, MemoryItem, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class WeaviateStore:
         before: datetime | None = None,
     ) -> list[Hit]:
         from weaviate.classes.query import Filter, MetadataQuery
-        from weaviate.exceptions import WeaviateQueryError
+        from weaviate.exceptions import WeaviateBaseError, WeaviateQueryError
 
         try:
             response = self._collection(owner_id).query.near_vector(
@@ -172,7 +172,9 @@ class WeaviateStore:
         except WeaviateQueryError as exc:
             if "tenant not found" in str(exc).lower():
                 return []  # a user with no memories yet has no tenant
-            raise
+            raise StoreUnavailable(f"weaviate search: {exc}") from exc
+        except WeaviateBaseError as exc:
+            raise StoreUnavailable(f"weaviate search: {exc}") from exc
         hits = [
             Hit(
                 task_id=o.properties["task_id"],
@@ -185,14 +187,19 @@ class WeaviateStore:
         return hits[:k]
 
     def vector_of(self, owner_id: int, task_id: str) -> np.ndarray | None:
+        from weaviate.exceptions import WeaviateBaseError, WeaviateQueryError
         from weaviate.util import generate_uuid5
 
         try:
             obj = self._collection(owner_id).query.fetch_object_by_id(
                 generate_uuid5(task_id), include_vector=True
             )
-        except Exception:  # noqa: BLE001 - any failure here just means "embed it afresh"
-            return None
+        except WeaviateQueryError as exc:
+            if "tenant not found" in str(exc).lower():
+                return None  # nothing stored for this user yet: the caller embeds afresh
+            raise StoreUnavailable(f"weaviate fetch: {exc}") from exc
+        except WeaviateBaseError as exc:
+            raise StoreUnavailable(f"weaviate fetch: {exc}") from exc
         if obj is None or not obj.vector:
             return None
         vector = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector

@@ -122,6 +122,15 @@ class OpenAICompatibleWriter:
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
 
+    @classmethod
+    def from_settings(cls) -> OpenAICompatibleWriter:
+        return cls(
+            base_url=settings.STORY_LLM_BASE_URL,
+            model=settings.STORY_LLM_MODEL,
+            api_key=settings.STORY_LLM_API_KEY,
+            timeout=settings.STORY_LLM_TIMEOUT,
+        )
+
     def write(self, context: StoryContext) -> str:
         body = {
             "model": self.model,
@@ -170,15 +179,7 @@ def _facts(context: StoryContext) -> str:
 
 @cache
 def get_writer() -> Writer:
-    """The writer the settings name; cached per process (settings do not change at run time)."""
-    choice = settings.STORY_WRITER
-    if choice == "template":
-        return TemplateWriter()
-    if choice == "openai":
-        return OpenAICompatibleWriter(
-            base_url=settings.STORY_LLM_BASE_URL,
-            model=settings.STORY_LLM_MODEL,
-            api_key=settings.STORY_LLM_API_KEY,
-            timeout=settings.STORY_LLM_TIMEOUT,
-        )
-    raise PermanentError(f"unknown STORY_WRITER {choice!r} (template or openai)")
+    """The writer STORY_WRITER names (see workers.pluggables); cached per process."""
+    from .pluggables import build
+
+    return build("STORY_WRITER")
