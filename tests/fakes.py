@@ -1,12 +1,14 @@
 """Loopback servers that speak the protocols of services that cannot run here.
 
 The real client libraries talk to them over HTTP on 127.0.0.1:
-- FakeFCM: Google's OAuth token endpoint and FCM HTTP v1 `messages:send`, for firebase-admin;
+- FakeFCM: Google's OAuth token endpoint and FCM HTTP v1 `messages:send`, for firebase-admin
+  (`hold(token)` keeps the answer to a send back until the test releases it);
 - FakeChat: OpenAI-style `/v1/chat/completions`, for the story writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -91,25 +93,54 @@ class _FCMHandler(_JSONHandler):
             return
         message = body["message"]
         token = message["token"]
+        hold = None
         with fake.lock:
             fake.attempts[token] += 1
             planned = fake.plans[token].popleft() if fake.plans[token] else None
             if planned is None:
                 fake.delivered.append(message)
+                number = len(fake.delivered)
+                armed = fake.holds.get(token)  # a hold takes one send (reset() releases it)
+                if armed is not None and not armed.reached.is_set():
+                    armed.reached.set()  # FCM has the push: it counts as delivered...
+                    hold = armed
         if planned is not None:
             self.reply(*planned)
             return
-        self.reply(200, {"name": f"projects/selfos-test/messages/{len(fake.delivered)}"})
+        answer = {"name": f"projects/selfos-test/messages/{number}"}
+        if hold is None:
+            self.reply(200, answer)
+            return
+        hold.released.wait(Hold.TIMEOUT)  # ...and the sender hears of it only on release
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the sender may be gone (killed while it waited)
+            self.reply(200, answer)
+
+
+class Hold:
+    """The next successful send to one token, held by FakeFCM: taken, not yet answered."""
+
+    TIMEOUT = 60.0  # never hold a server thread for ever, should a test forget to release
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.reached = threading.Event()  # set once FCM has the push and is holding its answer
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class FakeFCM(_Server):
-    """FCM HTTP v1 on loopback. `plan(token, *responses)` scripts failures, in order, before success."""
+    """FCM HTTP v1 on loopback. `plan(token, *responses)` scripts failures, in order, before success;
+    `hold(token)` holds the answer to the next successful send to `token` until released."""
 
     project_id = "selfos-test"
 
     def __init__(self, workdir: Path) -> None:
         self.lock = threading.Lock()
         self.plans: dict[str, deque[tuple[int, dict[str, Any]]]] = defaultdict(deque)
+        self.holds: dict[str, Hold] = {}
         self.attempts: dict[str, int] = defaultdict(int)
         self.delivered: list[dict[str, Any]] = []
         self.token_requests = 0
@@ -139,6 +170,13 @@ class FakeFCM(_Server):
     def plan(self, token: str, *responses: tuple[int, dict[str, Any]]) -> None:
         self.plans[token].extend(responses)
 
+    def hold(self, token: str) -> Hold:
+        """Record the next successful send to `token` as delivered, then keep its answer back
+        until `release()`: the push has reached FCM, the sender does not know it yet."""
+        with self.lock:
+            hold = self.holds[token] = Hold(token)
+        return hold
+
     def delivered_to(self, token: str) -> list[dict[str, Any]]:
         return [m for m in self.delivered if m["token"] == token]
 
@@ -147,6 +185,9 @@ class FakeFCM(_Server):
             self.plans.clear()
             self.attempts.clear()
             self.delivered.clear()
+            for hold in self.holds.values():
+                hold.release()
+            self.holds.clear()
 
 
 class _ChatHandler(_JSONHandler):

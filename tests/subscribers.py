@@ -16,6 +16,7 @@ from redis import Redis
 
 from outbox.api import Event, PermanentError, RetryPolicy, TransientError, subscriber
 
+from . import loopback_fcm  # noqa: F401 - a worker process started with its variables pushes to FakeFCM
 from .testapp.models import Effect
 
 TASK_EVENTS = ["task.completed"]

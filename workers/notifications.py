@@ -11,6 +11,7 @@ task `workers.notifications.send_due_pushes` sends it then.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,10 @@ from .queues import Queue
 logger = logging.getLogger(__name__)
 
 QUIET_RETRY_DELAY = timedelta(minutes=1)
+# A notification's id comes from its event. A worker killed after FCM took a push, and
+# before its receipt committed, rolls the first row back; the retry makes the same id,
+# so the repeated push carries the same collapse id and the device shows it once.
+NOTIFICATION_ID_NAMESPACE = uuid.UUID("5f0c7d4e-2b8a-4c1e-9a57-3d6e1f0b8c21")
 
 
 @subscriber(
@@ -74,6 +79,7 @@ def ensure_notification(event: Event) -> Notification | None:
     notification, _ = Notification.objects.get_or_create(
         event_id=event.id,
         defaults={
+            "id": uuid.uuid5(NOTIFICATION_ID_NAMESPACE, str(event.id)),
             "owner_id": event.payload["user_id"],
             "kind": event.type,
             "title": title,
