@@ -2,16 +2,30 @@
 
 import os
 import signal
+import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
 
 app = Celery("selfos")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _refuse_to_start_on_a_bad_setting(**kwargs: Any) -> None:
+    """Run Django's system checks and stop on an error (Celery runs them but only logs them):
+    a misspelled PUSH_BACKEND must stop the worker, not turn its first deliveries dead."""
+    from django.core import checks
+
+    errors = [m for m in checks.run_checks() if m.is_serious() and not m.is_silenced()]
+    if errors:
+        print("System check identified errors:", *errors, sep="\n  ", file=sys.stderr, flush=True)
+        # Celery logs and swallows a signal handler's Exception; SystemExit it lets through.
+        raise SystemExit(2)
 
 
 @worker_process_init.connect

@@ -53,3 +53,19 @@ def test_manage_py_check_fails_before_anything_runs() -> None:
     assert result.returncode == 1
     assert "workers.E001" in result.stderr
     assert "unknown PUSH_BACKEND 'fmc'" in result.stderr
+
+
+def test_a_worker_refuses_to_start_on_a_misspelled_part() -> None:
+    """Celery runs Django's checks but only logs them; ours stops the worker instead."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "selfos.settings.local", "STORY_WRITER": "opneai"}
+    worker = [sys.executable, "-m", "celery", "-A", "selfos", "worker", "-Q", "nothing", "-P", "solo"]
+    result = subprocess.run(
+        [*worker, "--without-mingle", "--without-gossip"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "unknown STORY_WRITER 'opneai'" in result.stderr
