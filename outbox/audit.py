@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count
 from django.utils import timezone
 
-from . import conf, registry
+from . import conf, counts, registry
 from .models import Delivery, OutboxEvent
 
 # A check yields one line per violation; an empty check passed.
@@ -77,11 +76,8 @@ def run() -> AuditReport:
     ]
     report.counts = {
         "events": OutboxEvent.objects.count(),
-        "pending events": OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).count(),
-        **{
-            f"deliveries {row['status']}": row["n"]
-            for row in Delivery.objects.order_by().values("status").annotate(n=Count("id"))
-        },
+        "pending events": counts.pending_events().count,
+        **{f"deliveries {status}": n for status, n in counts.deliveries_by_status().items()},
     }
     return report
 

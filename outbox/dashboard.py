@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from . import services
+from . import counts, services
 from .models import Delivery
 
 CHART_WIDTH, CHART_HEIGHT, MINUTES = 600, 120, 60
@@ -69,11 +69,11 @@ def health_view(request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("outbox.change_delivery"):
             messages.error(request, "You may not retry deliveries.")
         else:
-            dead = Delivery.objects.filter(status=Delivery.Status.DEAD)
-            if subscriber := request.POST.get("subscriber"):
-                dead = dead.filter(subscriber=subscriber)
-            if delivery_id := request.POST.get("delivery"):
-                dead = dead.filter(pk=delivery_id)
+            delivery_id = request.POST.get("delivery", "")
+            dead = services.dead_deliveries(
+                subscriber=request.POST.get("subscriber") or None,
+                ids=[int(delivery_id)] if delivery_id.isdigit() else [],
+            )
             count = services.retry_deliveries(dead)
             messages.success(request, f"{count} dead deliveries re-dispatched.")
         return HttpResponseRedirect(reverse("admin:outbox_health"))
@@ -82,7 +82,7 @@ def health_view(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Outbox health",
         "status": services.status(),
-        "delivery_counts": dict(Delivery.objects.order_by().values_list("status").annotate(n=Count("id"))),
+        "delivery_counts": counts.deliveries_by_status(),
         "chart": throughput_chart(now),
         "dead": dead_by_subscriber(),
     }

@@ -7,8 +7,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from celery import current_app
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from . import conf, registry
+from .models import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +50,31 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
                 sent += 1
                 logger.debug("outbox: published %d deliveries of %s", len(chunk), name)
     return sent
+
+
+def redispatch(
+    deliveries: QuerySet[Delivery], *, fresh_budget: bool, limit: int | None = None
+) -> list[tuple[str, int]]:
+    """Mark these deliveries dispatched again and publish them: the sweeper's re-publish, an
+    operator's retry and a replay all come here. Rows a worker holds right now are skipped,
+    and the queryset's conditions (a status, a lease) are checked under the row lock.
+
+    `fresh_budget` restarts the attempts counter, so the retry policy applies again in full
+    (an operator's retry, a replay); the sweeper keeps it. Returns the (subscriber, id) pairs.
+    """
+    with transaction.atomic():
+        locked = deliveries.select_for_update(skip_locked=True).order_by()
+        pairs = list(locked.values_list("subscriber", "id")[:limit])
+        if not pairs:
+            return []
+        fields: dict[str, object] = {
+            "status": Delivery.Status.DISPATCHED,
+            "dispatched_at": timezone.now(),
+            "next_attempt_at": None,
+            "completed_at": None,
+        }
+        if fresh_budget:
+            fields["attempts"] = 0
+        Delivery.objects.filter(id__in=[i for _, i in pairs]).update(**fields)
+    publish_deliveries(pairs)
+    return pairs

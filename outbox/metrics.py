@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .models import Delivery, OutboxEvent
+from . import counts
+from .models import Delivery
 
 WINDOW_MINUTES = 15
 QUANTILES = (0.5, 0.9, 0.99)
@@ -39,16 +39,14 @@ class OutboxCollector(Collector):
         now = timezone.now()
         since = now - timedelta(minutes=WINDOW_MINUTES)
 
-        pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).aggregate(
-            n=Count("id"), oldest=Min("created_at")
-        )
+        pending = counts.pending_events()
         yield GaugeMetricFamily(
-            "outbox_pending_events", "Events written and not yet fanned out", value=pending["n"]
+            "outbox_pending_events", "Events written and not yet fanned out", value=pending.count
         )
         yield GaugeMetricFamily(
             "outbox_oldest_pending_event_age_seconds",
             "Age of the oldest event waiting for the relay (0 when none)",
-            value=(now - pending["oldest"]).total_seconds() if pending["oldest"] else 0,
+            value=pending.oldest_age_seconds or 0,
         )
 
         by_status = GaugeMetricFamily(
@@ -57,10 +55,10 @@ class OutboxCollector(Collector):
         dead = GaugeMetricFamily(
             "outbox_dead_deliveries", "Dead deliveries waiting for an operator", labels=["subscriber"]
         )
-        for row in Delivery.objects.order_by().values("subscriber", "status").annotate(n=Count("id")):
-            by_status.add_metric([row["subscriber"], row["status"]], row["n"])
-            if row["status"] == Delivery.Status.DEAD:
-                dead.add_metric([row["subscriber"]], row["n"])
+        for (subscriber, status), n in counts.deliveries_by_subscriber_and_status().items():
+            by_status.add_metric([subscriber, status], n)
+            if status == Delivery.Status.DEAD:
+                dead.add_metric([subscriber], n)
         yield by_status
         yield dead
 

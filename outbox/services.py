@@ -7,12 +7,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import registry
-from .dispatch import publish_deliveries
+from . import counts, registry
+from .dispatch import redispatch
 from .models import Delivery, OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -26,26 +25,23 @@ def retry_deliveries(deliveries: QuerySet[Delivery] | Iterable[int]) -> int:
     applies again in full.
     """
     qs = deliveries if isinstance(deliveries, QuerySet) else Delivery.objects.filter(id__in=list(deliveries))
-    now = timezone.now()
-    with transaction.atomic():
-        pairs = list(
-            qs.filter(status__in=[Delivery.Status.DEAD, Delivery.Status.PENDING])
-            .select_for_update(skip_locked=True)
-            .order_by()
-            .values_list("subscriber", "id")
-        )
-        Delivery.objects.filter(id__in=[i for _, i in pairs]).update(
-            status=Delivery.Status.DISPATCHED,
-            dispatched_at=now,
-            next_attempt_at=None,
-            completed_at=None,
-            attempts=0,
-        )
-    publish_deliveries(pairs)
+    pairs = redispatch(
+        qs.filter(status__in=[Delivery.Status.DEAD, Delivery.Status.PENDING]), fresh_budget=True
+    )
     logger.info(
         "outbox: %d deliveries re-dispatched by an operator: %s", len(pairs), [i for _, i in pairs][:20]
     )
     return len(pairs)
+
+
+def dead_deliveries(subscriber: str | None = None, ids: Iterable[int] = ()) -> QuerySet[Delivery]:
+    """The dead deliveries an operator asked to retry: all, one subscriber's, or these ids."""
+    qs = Delivery.objects.filter(status=Delivery.Status.DEAD)
+    if subscriber:
+        qs = qs.filter(subscriber=subscriber)
+    if ids := list(ids):
+        qs = qs.filter(id__in=ids)
+    return qs
 
 
 def replay_events(
@@ -80,22 +76,15 @@ def replay(
     total = 0
     for start in range(0, len(event_ids), chunk_size):
         chunk = event_ids[start : start + chunk_size]
-        now = timezone.now()
-        with transaction.atomic():
-            Delivery.objects.bulk_create(
-                [Delivery(event_id=i, subscriber=sub.name, dispatched_at=now) for i in chunk],
-                ignore_conflicts=True,
-            )
-            ids = list(
-                Delivery.objects.filter(event_id__in=chunk, subscriber=sub.name)
-                .select_for_update(skip_locked=True)
-                .values_list("id", flat=True)
-            )
-            Delivery.objects.filter(id__in=ids).update(
-                status=Delivery.Status.DISPATCHED, dispatched_at=now, next_attempt_at=None, attempts=0
-            )
-        publish_deliveries((sub.name, i) for i in ids)
-        total += len(ids)
+        # Events from before this subscriber existed get their delivery row first.
+        Delivery.objects.bulk_create(
+            [Delivery(event_id=i, subscriber=sub.name, dispatched_at=timezone.now()) for i in chunk],
+            ignore_conflicts=True,
+        )
+        pairs = redispatch(
+            Delivery.objects.filter(event_id__in=chunk, subscriber=sub.name), fresh_budget=True
+        )
+        total += len(pairs)
         if progress:
             progress(len(chunk))
     logger.info("outbox: replayed %d %s deliveries", total, sub.name)
@@ -120,35 +109,21 @@ class OutboxStatus:
 
 
 def status() -> OutboxStatus:
-    oldest = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING).aggregate(
-        n=Count("id"), oldest=Min("created_at")
-    )
-    counts = {
-        row["subscriber"]: row
-        for row in Delivery.objects.order_by()
-        .values("subscriber")
-        .annotate(
-            dispatched=Count("id", filter=Q(status=Delivery.Status.DISPATCHED)),
-            pending=Count("id", filter=Q(status=Delivery.Status.PENDING)),
-            succeeded=Count("id", filter=Q(status=Delivery.Status.SUCCEEDED)),
-            dead=Count("id", filter=Q(status=Delivery.Status.DEAD)),
-        )
-    }
-    names = sorted({s.name for s in registry.all_subscribers()} | set(counts))
+    pending = counts.pending_events()
+    by_pair = counts.deliveries_by_subscriber_and_status()
+    names = sorted({s.name for s in registry.all_subscribers()} | {name for name, _ in by_pair})
     queues = {s.name: s.queue for s in registry.all_subscribers()}
     return OutboxStatus(
-        pending_events=oldest["n"],
-        oldest_pending_age_seconds=(timezone.now() - oldest["oldest"]).total_seconds()
-        if oldest["oldest"]
-        else None,
+        pending_events=pending.count,
+        oldest_pending_age_seconds=pending.oldest_age_seconds,
         subscribers=[
             SubscriberStatus(
                 name=name,
                 queue=queues.get(name, "(not registered)"),
-                dispatched=counts.get(name, {}).get("dispatched", 0),
-                pending=counts.get(name, {}).get("pending", 0),
-                succeeded=counts.get(name, {}).get("succeeded", 0),
-                dead=counts.get(name, {}).get("dead", 0),
+                dispatched=by_pair.get((name, Delivery.Status.DISPATCHED), 0),
+                pending=by_pair.get((name, Delivery.Status.PENDING), 0),
+                succeeded=by_pair.get((name, Delivery.Status.SUCCEEDED), 0),
+                dead=by_pair.get((name, Delivery.Status.DEAD), 0),
             )
             for name in names
         ],

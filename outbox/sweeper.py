@@ -17,12 +17,11 @@ import logging
 from datetime import timedelta
 
 from celery import current_app
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from . import conf, registry
-from .dispatch import publish_deliveries
+from .dispatch import redispatch
 from .models import Delivery
 
 logger = logging.getLogger(__name__)
@@ -50,33 +49,24 @@ def sweep(lease_seconds: float | None = None, batch_size: int | None = None) -> 
     waiting = queues_with_messages(registry.queues())
     backlogged = [s.name for s in registry.all_subscribers() if s.queue in waiting]
     now = timezone.now()
-    claimable = Delivery.objects.select_for_update(skip_locked=True).order_by()
-    with transaction.atomic():
-        due = list(
-            claimable.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now).values_list(
-                "id", "subscriber"
-            )[:batch_size]
-        )
-        expired = list(
-            claimable.filter(status=Delivery.Status.DISPATCHED)
-            .filter(
-                Q(dispatched_at__lt=now - timedelta(seconds=lease_max))
-                | (Q(dispatched_at__lt=now - timedelta(seconds=lease)) & ~Q(subscriber__in=backlogged))
-            )
-            .values_list("id", "subscriber")[:batch_size]
-        )
-        pairs = due + expired
-        if not pairs:
-            return {"retries": 0, "expired": 0}
-        Delivery.objects.filter(id__in=[i for i, _ in pairs]).update(
-            status=Delivery.Status.DISPATCHED, dispatched_at=now, next_attempt_at=None
-        )
-    publish_deliveries((name, i) for i, name in pairs)
+    due = redispatch(
+        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now),
+        fresh_budget=False,
+        limit=batch_size,
+    )
+    expired = redispatch(
+        Delivery.objects.filter(status=Delivery.Status.DISPATCHED).filter(
+            Q(dispatched_at__lt=now - timedelta(seconds=lease_max))
+            | (Q(dispatched_at__lt=now - timedelta(seconds=lease)) & ~Q(subscriber__in=backlogged))
+        ),
+        fresh_budget=False,
+        limit=batch_size,
+    )
     if expired:
         logger.warning(
             "outbox sweeper: re-published %d deliveries past their lease: %s",
             len(expired),
-            [i for i, _ in expired][:20],
+            [i for _, i in expired][:20],
         )
     if due:
         logger.info("outbox sweeper: dispatched %d due retries", len(due))

@@ -72,7 +72,7 @@ def test_health_page_shows_counts_chart_and_dead_deliveries(client: Client) -> N
 def test_health_page_retry_redispatches_a_subscribers_dead_deliveries(client: Client, monkeypatch) -> None:
     outbox_rows()
     published = []
-    monkeypatch.setattr("outbox.services.publish_deliveries", lambda pairs: published.extend(pairs))
+    monkeypatch.setattr("outbox.dispatch.publish_deliveries", lambda pairs: published.extend(pairs))
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     response = client.post("/admin/outbox/delivery/health/", {"subscriber": "story"}, follow=True)
     assert "1 dead deliveries re-dispatched." in response.content.decode()

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from outbox import dispatch, registry, retention
+from outbox import dispatch, registry, retention, services
 from outbox.delivery import backoff_seconds, run_deliveries
 from outbox.models import Delivery, DeliveryAttempt, OutboxEvent
 from outbox.publish import publish
@@ -67,7 +67,7 @@ def test_status_command(capsys) -> None:
 
 def test_retry_command_redispatches_dead_deliveries(monkeypatch) -> None:
     published: list[tuple[str, int]] = []
-    monkeypatch.setattr("outbox.services.publish_deliveries", lambda pairs: published.extend(pairs))
+    monkeypatch.setattr("outbox.dispatch.publish_deliveries", lambda pairs: published.extend(pairs))
     event = make_event("dead", "dead", "succeeded")
     out = StringIO()
     call_command("outbox", "retry", "--subscriber", "sub0", stdout=out)
@@ -87,7 +87,7 @@ def test_replay_command_rejects_unknown_subscriber_and_bad_dates() -> None:
 
 def test_replay_command_creates_missing_deliveries(monkeypatch) -> None:
     published: list[tuple[str, int]] = []
-    monkeypatch.setattr("outbox.services.publish_deliveries", lambda pairs: published.extend(pairs))
+    monkeypatch.setattr("outbox.dispatch.publish_deliveries", lambda pairs: published.extend(pairs))
     make_event(age_days=2)  # dispatched before `recorder` existed: no delivery for it
     make_event(age_days=0)
     out, err = StringIO(), StringIO()
@@ -96,6 +96,25 @@ def test_replay_command_creates_missing_deliveries(monkeypatch) -> None:
     assert "replayed 1 deliveries of recorder" in out.getvalue()
     assert len(published) == 1
     assert "replay recorder" in err.getvalue()  # the progress bar
+
+
+def test_replay_and_retry_leave_a_delivery_in_the_same_state(monkeypatch) -> None:
+    """Both go through one re-dispatch: dispatched, a fresh budget, nothing of the old finish."""
+    monkeypatch.setattr("outbox.dispatch.publish_deliveries", lambda pairs: None)
+    event = make_event()
+    done = Delivery.objects.create(
+        event=event, subscriber="recorder", status="succeeded", attempts=2, completed_at=timezone.now()
+    )
+    dead = Delivery.objects.create(
+        event=event, subscriber="second", status="dead", attempts=4, completed_at=timezone.now()
+    )
+    services.replay("recorder")
+    services.retry_deliveries([dead.id])
+    fields = ("status", "attempts", "completed_at", "next_attempt_at")
+    assert list(Delivery.objects.filter(id__in=[done.id, dead.id]).values_list(*fields)) == [
+        ("dispatched", 0, None, None),
+        ("dispatched", 0, None, None),
+    ]
 
 
 def test_admin_pages_show_the_summary_and_attempts(client) -> None:

@@ -10,7 +10,6 @@ from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
 from outbox import audit, registry, relay, retention, services, sweeper
-from outbox.models import Delivery
 
 
 class Command(BaseCommand):
@@ -53,12 +52,8 @@ class Command(BaseCommand):
             )
 
     def do_retry(self, subscriber: str | None, id: list[int], **options: Any) -> None:
-        qs = Delivery.objects.filter(status=Delivery.Status.DEAD)
-        if subscriber:
-            qs = qs.filter(subscriber=subscriber)
-        if id:
-            qs = qs.filter(id__in=id)
-        self.stdout.write(f"re-dispatched {services.retry_deliveries(qs)} dead deliveries")
+        dead = services.dead_deliveries(subscriber=subscriber, ids=id)
+        self.stdout.write(f"re-dispatched {services.retry_deliveries(dead)} dead deliveries")
 
     def do_replay(self, subscriber: str, since: str | None, until: str | None, **options: Any) -> None:
         try:
