@@ -16,100 +16,38 @@ For each delivery id in a message it:
   GROUP_COMMIT_SECONDS: one claim, one success update and one commit per group
   instead of per delivery, while no row stays locked for long. Subscribers with
   `atomic=False` (side effects outside the database) keep a transaction each;
-- on failure rolls the handler's writes back and records the attempt: a transient
-  error schedules a retry with exponential backoff and jitter (the sweeper
-  dispatches it when due), a permanent one, or the last retry, marks it dead. A
-  database or broker fault is transient and never uses up the retries;
+- on failure rolls the handler's writes back and records the attempt (`outcomes`);
 - when the outcome cannot be recorded at all (the database went away mid-message),
-  nothing of the message was committed but what earlier group commits hold: the
-  Celery message itself is retried, after 0.5 s and doubling up to
-  INFRASTRUCTURE_RETRY_MAX_SECONDS, so its deliveries run again as soon as the
-  database answers instead of waiting for the sweeper's lease.
+  raises, and `message.run_message` sends the Celery message again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
-import traceback
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from celery import Task as CeleryTask
-from django.db import DatabaseError, connections, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from . import conf, registry
 from .errors import is_infrastructure_fault
 from .events import Event
-from .models import Delivery, DeliveryAttempt
-from .registry import RetryPolicy, Subscriber
+from .models import Delivery
+from .outcomes import record_failure, record_success
+from .registry import Subscriber
 
 logger = logging.getLogger(__name__)
-
-ERROR_LIMIT = 2000
-TRACEBACK_LIMIT = 4000
-
-
-def run_message(task: CeleryTask, subscriber_name: str, delivery_ids: Sequence[int]) -> dict[str, int]:
-    """The body of a subscriber's Celery task: run the deliveries, or send the message again
-    later when the database or broker is away."""
-    try:
-        return run_deliveries(
-            subscriber_name,
-            delivery_ids,
-            celery_task_id=task.request.id or "",
-            worker=task.request.hostname or "",
-        )
-    except Exception as exc:
-        if _infrastructure_cause(exc) is None:
-            raise
-        _close_broken_connections()
-        retries = task.request.retries or 0
-        delay = min(conf.get("INFRASTRUCTURE_RETRY_MAX_SECONDS"), 0.5 * 2.0 ** min(retries, 16))
-        logger.warning(
-            "outbox: %s deliveries %s could not be recorded (%s: %s); the message runs again in %.1fs",
-            subscriber_name,
-            list(delivery_ids)[:20],
-            type(exc).__name__,
-            str(exc).strip().splitlines()[0] if str(exc).strip() else "",
-            delay,
-            extra={"delivery_ids": list(delivery_ids), "subscriber": subscriber_name},
-        )
-        # If the broker is away too, this raises and the message is gone: its deliveries
-        # stay dispatched, and the next message for the subscriber or the sweeper takes them.
-        raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
-
-
-def _infrastructure_cause(exc: BaseException) -> BaseException | None:
-    """The database or broker fault behind `exc`, if any: the wrapper's own error while
-    recording (say, "current transaction is aborted") is raised while handling it."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if is_infrastructure_fault(current):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _reraise_if_database_gone(exc: Exception) -> None:
     """A handler's database fault that also broke the transaction cannot be recorded in it:
-    leave it to `run_message`, which sends the message again once the database answers."""
+    leave it to `message.run_message`, which sends the message again once the database answers."""
     if is_infrastructure_fault(exc) and transaction.get_connection().needs_rollback:
         raise exc
-
-
-def _close_broken_connections() -> None:
-    """Drop connections a fault left unusable, so the retry opens fresh ones."""
-    for conn in connections.all(initialized_only=True):
-        with contextlib.suppress(DatabaseError):
-            conn.close()
 
 
 def run_deliveries(
@@ -149,12 +87,6 @@ def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
         .values_list("id", flat=True)[:room]
     )
     return [*delivery_ids, *waiting]
-
-
-def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
-    """Exponential backoff, capped; with jitter, a random point in the upper half of it."""
-    delay = min(policy.backoff_max, policy.backoff * 2.0 ** min(attempt - 1, 32))
-    return random.uniform(delay / 2, delay) if policy.jitter else delay
 
 
 def _claim(subscriber: str, ids: Sequence[int]) -> list[Delivery]:
@@ -209,11 +141,11 @@ def _run_grouped(
                         sub.handler(_event(delivery))
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
                     _reraise_if_database_gone(exc)
-                    counts[_record_failure(sub, delivery, exc, started_at, clock, context)] += 1
+                    counts[record_failure(sub, delivery, exc, started_at, clock, context)] += 1
                     continue
                 done.append((delivery, started_at, (time.perf_counter() - clock) * 1000))
             if done:
-                _record_success(done, context)
+                record_success(done, context)
                 counts["succeeded"] += len(done)
     return dict(counts)
 
@@ -242,8 +174,8 @@ def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str], log_ski
                 sub.handler(_event(delivery))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
             _reraise_if_database_gone(exc)
-            return _record_failure(sub, delivery, exc, started_at, clock, context)
-        _record_success([(delivery, started_at, (time.perf_counter() - clock) * 1000)], context)
+            return record_failure(sub, delivery, exc, started_at, clock, context)
+        record_success([(delivery, started_at, (time.perf_counter() - clock) * 1000)], context)
         return "succeeded"
 
 
@@ -271,7 +203,7 @@ def _run_batch(
             )
             return None
         duration_ms = (time.perf_counter() - clock) * 1000 / len(deliveries)
-        _record_success([(d, started_at, duration_ms) for d in deliveries], context)
+        record_success([(d, started_at, duration_ms) for d in deliveries], context)
     logger.debug(  # each delivery has its own line (from _record_success); this sums them up
         "outbox: batch of %d %s deliveries succeeded",
         len(deliveries),
@@ -283,112 +215,3 @@ def _run_batch(
         },
     )
     return {"succeeded": len(deliveries), "skipped": len(delivery_ids) - len(deliveries)}
-
-
-def _ids(delivery: Delivery) -> dict[str, object]:
-    """Log fields that let one completion be followed from relay to worker (JSON logs show them)."""
-    return {"event_id": delivery.event_id, "delivery_id": delivery.id, "subscriber": delivery.subscriber}
-
-
-def _record_success(done: list[tuple[Delivery, datetime, float]], context: dict[str, str]) -> None:
-    """Mark (delivery, started at, duration in ms) succeeded, with an attempt row each."""
-    now = timezone.now()
-    deliveries = [d for d, _, _ in done]
-    for d in deliveries:
-        d.attempts += 1
-        d.status = Delivery.Status.SUCCEEDED
-        d.completed_at = now
-        d.next_attempt_at = None
-        d.last_error = ""
-    # One plain UPDATE: every row gets the same values (bulk_update's CASE per row cost
-    # more than the rest of a no-op delivery put together).
-    Delivery.objects.filter(id__in=[d.id for d in deliveries]).update(
-        attempts=F("attempts") + 1,
-        status=Delivery.Status.SUCCEEDED,
-        completed_at=now,
-        next_attempt_at=None,
-        last_error="",
-    )
-    DeliveryAttempt.objects.bulk_create(
-        [
-            DeliveryAttempt(
-                delivery=d,
-                number=d.attempts,
-                started_at=started_at,
-                duration_ms=duration_ms,
-                outcome=DeliveryAttempt.Outcome.SUCCEEDED,
-                **context,
-            )
-            for d, started_at, duration_ms in done
-        ]
-    )
-    for d in deliveries:
-        logger.info(
-            "outbox: delivery %s of %s for event %s succeeded",
-            d.id,
-            d.subscriber,
-            d.event_id,
-            extra=_ids(d),
-        )
-
-
-def _record_failure(
-    sub: Subscriber,
-    delivery: Delivery,
-    exc: Exception,
-    started_at: datetime,
-    clock: float,
-    context: dict[str, str],
-) -> str:
-    now = timezone.now()
-    delivery.attempts += 1
-    error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
-    transient = sub.retry.is_transient(exc)
-    # The database or broker being away says nothing about the event: never dead for it.
-    if transient and (delivery.attempts <= sub.retry.max_retries or is_infrastructure_fault(exc)):
-        delay = backoff_seconds(sub.retry, delivery.attempts)
-        delivery.status = Delivery.Status.PENDING
-        delivery.next_attempt_at = now + timedelta(seconds=delay)
-        delivery.last_error = error
-        outcome = DeliveryAttempt.Outcome.RETRY
-        logger.warning(
-            "outbox: delivery %s of %s for event %s failed (attempt %d), retry in %.1fs: %s",
-            delivery.id,
-            sub.name,
-            delivery.event_id,
-            delivery.attempts,
-            delay,
-            error,
-            extra=_ids(delivery),
-        )
-    else:
-        reason = (
-            f"retries exhausted after {delivery.attempts} attempts: {error}"
-            if transient
-            else f"permanent error: {error}"
-        )
-        delivery.status = Delivery.Status.DEAD
-        delivery.next_attempt_at = None
-        delivery.completed_at = now
-        delivery.last_error = reason[:ERROR_LIMIT]
-        outcome = DeliveryAttempt.Outcome.DEAD
-        logger.error(
-            "outbox: delivery %s of %s for event %s is dead: %s",
-            delivery.id,
-            sub.name,
-            delivery.event_id,
-            reason,
-            extra=_ids(delivery),
-        )
-    delivery.save(update_fields=["attempts", "status", "next_attempt_at", "completed_at", "last_error"])
-    DeliveryAttempt.objects.create(
-        delivery=delivery,
-        number=delivery.attempts,
-        started_at=started_at,
-        duration_ms=(time.perf_counter() - clock) * 1000,
-        outcome=outcome,
-        error=error,
-        traceback="".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:],
-        **context,
-    )
-    return str(outcome)

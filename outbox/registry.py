@@ -108,7 +108,7 @@ def subscriber(
 
 def _make_task(subscriber_name: str, task_name: str) -> CeleryTask:
     # Imported here: the delivery module needs the registry, not the other way round.
-    from .delivery import run_message
+    from .message import run_message
 
     def deliver(self: CeleryTask, delivery_ids: list[int]) -> dict[str, int]:
         return run_message(self, subscriber_name, delivery_ids)

@@ -12,8 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from outbox import dispatch, registry, retention, services
-from outbox.delivery import backoff_seconds, run_deliveries
+from outbox.delivery import run_deliveries
 from outbox.models import Delivery, DeliveryAttempt, OutboxEvent
+from outbox.outcomes import backoff_seconds
 from outbox.publish import publish
 from outbox.registry import DuplicateSubscriber, RetryPolicy, subscriber
 
