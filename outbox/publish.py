@@ -28,38 +28,39 @@ def publish(
     payload: dict[str, Any],
     *,
     version: int = 1,
-    using: str = "default",
 ) -> OutboxEvent:
     """Record `event_type` about `aggregate` in the current transaction.
 
     The event becomes visible to the relay exactly when the caller's transaction
     commits, and vanishes with it if it rolls back: that is the whole guarantee.
     """
-    if not transaction.get_connection(using).in_atomic_block:
+    # One database: the relay, the workers and retention all use the default one, so an
+    # event written elsewhere would never be seen.
+    if not transaction.get_connection().in_atomic_block:
         raise OutsideTransaction(f"publish({event_type!r}) must run inside transaction.atomic()")
     # Round-trip through JSON now, so a payload that would not survive the trip
     # fails in the request that made it, not later in a worker.
     body = json.loads(json.dumps({**payload, "type": event_type, "version": version}, cls=DjangoJSONEncoder))
-    event = OutboxEvent.objects.using(using).create(
+    event = OutboxEvent.objects.create(
         type=event_type,
         version=version,
         aggregate_type=aggregate._meta.label_lower,
         aggregate_id=str(aggregate.pk),
         payload=body,
     )
-    _kick_on_commit(using)
+    _kick_on_commit()
     return event
 
 
-def _kick_on_commit(using: str) -> None:
+def _kick_on_commit() -> None:
     if not conf.get("KICK"):
         return
-    conn = transaction.get_connection(using)
+    conn = transaction.get_connection()
     # One kick per transaction, however many events it wrote. Django drops the
     # callback itself if the transaction rolls back.
     if any(func is kick_relay for _, func, _ in conn.run_on_commit):
         return
-    transaction.on_commit(kick_relay, using=using, robust=True)
+    transaction.on_commit(kick_relay, robust=True)
 
 
 # Set while a kicked relay run waits in the queue; the run clears it before it claims.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from celery import Task as CeleryTask
 from celery import shared_task
@@ -166,10 +166,3 @@ def unregister(name: str) -> None:
     sub = _subscribers.pop(name, None)
     if sub is not None:
         sub.task.app.tasks.pop(sub.task.name, None)
-
-
-def describe() -> list[dict[str, Any]]:
-    return [
-        {"name": s.name, "events": sorted(s.events), "queue": s.queue, "task": s.task.name}
-        for s in _subscribers.values()
-    ]

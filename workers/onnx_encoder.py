@@ -62,6 +62,8 @@ class OnnxEncoder:
         self.session = onnxruntime.InferenceSession(
             str(onnx_path), options, providers=["CPUExecutionProvider"]
         )
+        # The embedding's width, from the exported graph's output ([batch, dimensions]).
+        self.dimensions = int(self.session.get_outputs()[0].shape[-1])
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # The shipped tokenizer.json pads every text to 128; sentence-transformers instead
         # truncates at the model's max_seq_length and pads to the batch's longest text.
@@ -72,10 +74,10 @@ class OnnxEncoder:
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         """Unit-length vectors, in the order of `texts`."""
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, self.dimensions), dtype=np.float32)
         # Texts of similar length share a batch, so little of each batch is padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.empty((len(texts), 384), dtype=np.float32)
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             encodings = self.tokenizer.encode_batch([texts[i] for i in chunk])
