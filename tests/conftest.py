@@ -278,3 +278,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     module = sys.modules.get("tests.test_schemathesis")
     if module and module.CASES_RUN[0]:
         terminalreporter.write_line(f"schemathesis: {module.CASES_RUN[0]} generated API cases run")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `chaos` run after all others, whatever their file names: they crash-restart
+    PostgreSQL, which drops every connection, this session's included. `trylast` so that
+    pytest-django's own reordering (by test case type) comes first and this one wins."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
