@@ -10,6 +10,7 @@ own logic refused the event.
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 
 
 class TransientError(Exception):
@@ -18,6 +19,19 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """A failure no retry can fix (bad payload, 4xx): the delivery goes dead at once."""
+
+
+class Deferred(Exception):
+    """Not now: run this delivery again at `until` (a user's quiet hours, say).
+
+    Not a failure: it uses up no retry and writes no attempt; the delivery waits as
+    pending and the sweeper dispatches it when due. The handler's writes roll back with
+    it unless the subscriber is `atomic=False`.
+    """
+
+    def __init__(self, until: datetime, reason: str = "") -> None:
+        super().__init__(f"deferred until {until.isoformat()}" + (f": {reason}" if reason else ""))
+        self.until = until
 
 
 @functools.cache

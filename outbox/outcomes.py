@@ -1,4 +1,5 @@
-"""Recording what became of a delivery: success, a retry scheduled, or dead; an attempt row each.
+"""Recording what became of a delivery: success, a retry scheduled, or dead, with an attempt
+row each; or deferred (the handler asked to run later), which is no attempt at all.
 
 Transient errors (the subscriber's own, and the database's or broker's, which never use
 up the retries) schedule a retry with exponential backoff and jitter; the sweeper
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from django.db.models import F
 from django.utils import timezone
 
-from .errors import is_infrastructure_fault
+from .errors import Deferred, is_infrastructure_fault
 from .models import Delivery, DeliveryAttempt
 from .registry import RetryPolicy, Subscriber
 
@@ -89,6 +90,8 @@ def record_failure(
     context: dict[str, str],
 ) -> str:
     now = timezone.now()
+    if isinstance(exc, Deferred):
+        return _record_deferral(sub, delivery, exc)
     delivery.attempts += 1
     error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
     transient = sub.retry.is_transient(exc)
@@ -140,3 +143,19 @@ def record_failure(
         **context,
     )
     return str(outcome)
+
+
+def _record_deferral(sub: Subscriber, delivery: Delivery, deferral: Deferred) -> str:
+    delivery.status = Delivery.Status.PENDING
+    delivery.next_attempt_at = deferral.until
+    delivery.last_error = str(deferral)[:ERROR_LIMIT]
+    delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
+    logger.info(
+        "outbox: delivery %s of %s for event %s %s",
+        delivery.id,
+        sub.name,
+        delivery.event_id,
+        deferral,
+        extra=_ids(delivery),
+    )
+    return "deferred"

@@ -1,12 +1,14 @@
 """Notifications: in-app once per event, push once per active device, FCM semantics, quiet hours."""
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from outbox import sweeper
+from outbox.delivery import run_deliveries
 from outbox.models import Delivery, OutboxEvent
 from tasks_app import services
 from tasks_app.models import Task
@@ -121,21 +123,30 @@ def test_quiet_hours_delay_the_push_until_they_end(user, monkeypatch) -> None:
     )
     devices(user, "phone")
     at_night = datetime(2026, 11, 29, 23, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    morning = datetime(2026, 11, 30, 7, 0, tzinfo=ZoneInfo("Europe/Paris"))
     monkeypatch.setattr(timezone, "now", lambda: at_night)
-    deliver("notifications", complete(TaskFactory(owner=user)))
-    notification = Notification.objects.get()
+    event = complete(TaskFactory(owner=user))
+    assert deliver("notifications", event) == {"deferred": 1}
+    notification = Notification.objects.get()  # the in-app notification is there at once
     assert push.sent == []
-    assert notification.push_due_at == datetime(2026, 11, 30, 7, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    assert notification.push_due_at == morning
+    delivery = Delivery.objects.get(event=event, subscriber="notifications")
+    # Waiting through the outbox, not a retry: no attempt used, none recorded.
+    assert (delivery.status, delivery.next_attempt_at, delivery.attempts) == ("pending", morning, 0)
+    assert not delivery.attempt_log.exists()
 
-    assert notifications.send_due_pushes() == 0  # still night
-    monkeypatch.setattr(
-        timezone, "now", lambda: datetime(2026, 11, 30, 7, 1, tzinfo=ZoneInfo("Europe/Paris"))
-    )
-    assert notifications.send_due_pushes() == 1
+    published: list[tuple[str, int]] = []
+    monkeypatch.setattr("outbox.dispatch.publish_deliveries", published.extend)
+    assert sweeper.sweep()["retries"] == 0  # still night: nothing is due
+    monkeypatch.setattr(timezone, "now", lambda: morning + timedelta(minutes=1))
+    assert sweeper.sweep()["retries"] == 1
+    assert published == [("notifications", delivery.id)]
+    assert run_deliveries("notifications", [delivery.id]) == {"succeeded": 1}
     assert [m.token for m in push.sent] == ["phone"]
     notification.refresh_from_db()
     assert notification.push_due_at is None
-    assert notifications.send_due_pushes() == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("succeeded", 1)
 
 
 @pytest.mark.parametrize(

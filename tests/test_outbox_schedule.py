@@ -23,7 +23,6 @@ def test_the_project_app_has_the_outbox_entries_with_the_settings_intervals() ->
     assert beat["outbox-sweep"]["schedule"] == timedelta(seconds=0.5)
     assert beat["outbox-retention"]["schedule"] == timedelta(seconds=conf.DEFAULTS["RETENTION_INTERVAL"])
     assert {beat[name]["options"]["queue"] for name in ("outbox-relay", "outbox-sweep")} == {"outbox"}
-    assert "due-pushes" in beat  # the host's own entry is still there
     assert schedule.ROUTER in app.conf.task_routes
 
 

@@ -4,8 +4,9 @@ Exactly one push per device: a PushReceipt row (unique per notification and devi
 records each device's outcome as it happens. The subscriber is not atomic, so the
 receipts of the devices that were reached stay committed when another device's
 push fails transiently, and the retry pushes only to those still without one.
-Quiet hours delay the push (not the in-app notification) until they end; the beat
-task `workers.notifications.send_due_pushes` sends it then.
+Quiet hours delay the push (not the in-app notification) until they end: the delivery
+is deferred (`outbox.api.Deferred`) and the sweeper runs it again then, so a push that
+fails after the quiet hours retries with the subscriber's own policy, attempts recorded.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import uuid
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from celery import shared_task
-from django.db import transaction
 from django.utils import timezone
 
-from outbox.api import Event, RetryPolicy, TransientError, subscriber
+from outbox.api import Deferred, Event, RetryPolicy, TransientError, subscriber
 from tasks_app.events import TASK_COMPLETED
 from tasks_app.models import Goal, Project, Task
 
@@ -31,7 +30,6 @@ from .queues import Queue
 
 logger = logging.getLogger(__name__)
 
-QUIET_RETRY_DELAY = timedelta(minutes=1)
 # A notification's id comes from its event. A worker killed after FCM took a push, and
 # before its receipt committed, rolls the first row back; the retry makes the same id,
 # so the repeated push carries the same collapse id and the device shows it once.
@@ -50,19 +48,16 @@ def notify(event: Event) -> None:
     notification = ensure_notification(event)
     if notification is None:
         return
-    # Locked: a due-push run and this delivery never push the same notification at once.
+    # Locked: a replay of this subscriber and this delivery never push the same notification at once.
     notification = Notification.objects.select_for_update().get(pk=notification.pk)
     prefs = Preferences.objects.filter(user_id=notification.owner_id).first()
     if prefs and not prefs.push_enabled:
         return
     if prefs and (quiet_end := quiet_hours_end(prefs, timezone.now())):
-        if notification.push_due_at is None:
-            notification.push_due_at = quiet_end
-            notification.save(update_fields=["push_due_at"])
-            logger.info(
-                "notifications: push of %s waits for quiet hours to end at %s", notification.pk, quiet_end
-            )
-        return
+        # Shown in the admin and the API; committed with the deferral (not atomic).
+        notification.push_due_at = quiet_end
+        notification.save(update_fields=["push_due_at"])
+        raise Deferred(quiet_end, "quiet hours")
     push(notification)
 
 
@@ -174,27 +169,3 @@ def push(notification: Notification) -> None:
     if notification.push_due_at is not None:
         notification.push_due_at = None
         notification.save(update_fields=["push_due_at"])
-
-
-@shared_task(name="workers.notifications.send_due_pushes", ignore_result=True)
-def send_due_pushes(limit: int = 200) -> int:
-    """Push the notifications whose quiet hours are over (beat, every minute)."""
-    sent = 0
-    due = Notification.objects.filter(push_due_at__lte=timezone.now()).values_list("pk", flat=True)[:limit]
-    for pk in list(due):
-        with transaction.atomic():
-            notification = (
-                Notification.objects.select_for_update(skip_locked=True)
-                .filter(pk=pk, push_due_at__lte=timezone.now())
-                .first()
-            )
-            if notification is None:
-                continue
-            try:
-                push(notification)
-                sent += 1
-            except TransientError as exc:
-                notification.push_due_at = timezone.now() + QUIET_RETRY_DELAY
-                notification.save(update_fields=["push_due_at"])
-                logger.warning("notifications: due push of %s will be retried: %s", pk, exc)
-    return sent

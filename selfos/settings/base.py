@@ -4,7 +4,6 @@ SECRET_KEY is set per environment: production.py reads it with no default, local
 """
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -186,7 +185,7 @@ _OUTBOX_FROM_ENV = {
 OUTBOX = {
     key: read(f"OUTBOX_{key}") for key, read in _OUTBOX_FROM_ENV.items() if f"OUTBOX_{key}" in os.environ
 }
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}  # the project's own periodic tasks: none today
 
 # --- Subscribers ----------------------------------------------------------
 # story: "template" (offline, the default) or "openai" (any OpenAI-compatible server)
@@ -210,12 +209,6 @@ WEAVIATE_COLLECTION = env("WEAVIATE_COLLECTION", default="TaskMemory")
 # reference). The ONNX file is exported from the reference on first use and cached here.
 MEMORY_EMBEDDING_RUNTIME = env("MEMORY_EMBEDDING_RUNTIME", default="onnx")
 MEMORY_MODEL_CACHE = env.path("MEMORY_MODEL_CACHE", default=BASE_DIR / "var" / "models")
-
-CELERY_BEAT_SCHEDULE["due-pushes"] = {
-    "task": "workers.notifications.send_due_pushes",
-    "schedule": timedelta(minutes=1),
-    "options": {"queue": "notifications", "expires": 120},
-}
 
 # --- Metrics -------------------------------------------------------------------
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
