@@ -11,6 +11,9 @@ from tasks_app.models import Goal, MediaAttachment, Project, Task
 from .factories import GoalFactory, MediaAttachmentFactory, ProjectFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
+# selfos.api.Pagination: 50 a page unless `page_size` asks otherwise, never more than 200 (README).
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 
 
 def test_goal_project_task_lifecycle(api: APIClient, user) -> None:
@@ -171,18 +174,32 @@ def test_oversized_body_is_a_413_json(api: APIClient, settings) -> None:
     assert not Goal.objects.exists()
 
 
-@pytest.mark.parametrize(
-    "query", ["page=0", "page=-1", "page=99999999999999999999", "page=abc", "page_size=-5"]
-)
-def test_odd_pagination_is_a_404_or_clamped(api: APIClient, user, query: str) -> None:
+@pytest.mark.parametrize("query", ["page=0", "page=-1", "page=99999999999999999999", "page=abc"])
+def test_a_page_that_does_not_exist_is_a_404(api: APIClient, user, query: str) -> None:
     GoalFactory.create_batch(3, owner=user)
     response = api.get(f"/api/goals/?{query}")
-    assert response.status_code in (200, 404)
-    assert isinstance(response.json(), dict)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Invalid page."}
+
+
+def test_a_page_size_below_one_falls_back_to_the_default(api: APIClient, user) -> None:
+    GoalFactory.create_batch(PAGE_SIZE + 1, owner=user)
+    response = api.get("/api/goals/?page_size=-5")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == PAGE_SIZE + 1 and len(body["results"]) == PAGE_SIZE
 
 
 def test_page_size_is_capped(api: APIClient, user) -> None:
-    GoalFactory.create_batch(3, owner=user)
+    goals = GoalFactory.create_batch(MAX_PAGE_SIZE + 5, owner=user)
     response = api.get("/api/goals/?page_size=100000")
     assert response.status_code == 200
-    assert response.json()["count"] == 3
+    first = response.json()
+    assert first["count"] == MAX_PAGE_SIZE + 5
+    assert len(first["results"]) == MAX_PAGE_SIZE
+    assert first["previous"] is None
+    assert first["next"] == "http://testserver/api/goals/?page=2&page_size=100000"
+    rest = api.get(first["next"]).json()
+    assert len(rest["results"]) == 5 and rest["next"] is None
+    # Between them, the two pages hold every goal once.
+    assert sorted(g["id"] for g in first["results"] + rest["results"]) == sorted(str(g.pk) for g in goals)
