@@ -99,14 +99,13 @@ def test_a_server_error_in_a_handler_is_retried_even_past_max_retries(declare) -
     assert delivery.attempts == 8
     assert delivery.next_attempt_at is not None
     assert delivery.last_error.startswith("OperationalError: canceling statement due to statement timeout")
+
     # The same run, for an error of the handler's own, past max_retries: dead at once.
     def refusing(event: object) -> None:
         raise PermanentError("no such task")
 
     declare("refusing", refusing)
-    refused = Delivery.objects.create(
-        event=make_event(), subscriber="refusing", dispatched_at=timezone.now()
-    )
+    refused = Delivery.objects.create(event=make_event(), subscriber="refusing", dispatched_at=timezone.now())
     assert run_deliveries("refusing", [refused.id]) == {"dead": 1}
 
 
