@@ -9,6 +9,12 @@ PORT ?= 8000
 export PORT
 # The Procfile names celery and gunicorn: take them from the virtualenv.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Without DJANGO_SETTINGS_MODULE, manage.py, gunicorn and celery take the production settings
+# (fail closed), so every target here names its own: local (DEBUG, placeholder secret) unless
+# the environment chooses; `make test` always runs with the test settings.
+DJANGO_SETTINGS_MODULE ?= selfos.settings.local
+export DJANGO_SETTINGS_MODULE
+TEST_SETTINGS := selfos.settings.test
 
 .PHONY: run test lint format bench chaos demo migrate shell
 
@@ -27,7 +33,7 @@ run: $(VENV)/.installed
 	$(SERVICES) $(PY) scripts/run_service.py
 
 test: $(VENV)/.installed
-	$(SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
+	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(SERVICES) $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py

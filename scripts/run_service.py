@@ -1,6 +1,7 @@
 """Start the whole service on this machine: migrate, make the demo user, then run the Procfile.
 
 Called by `make run` through with_services.py, so DATABASE_URL and REDIS_URL are set.
+Uses the local settings unless DJANGO_SETTINGS_MODULE says otherwise.
 Ctrl-C stops every process gracefully (Celery's warm shutdown finishes the deliveries in
 flight) before with_services.py stops the embedded servers.
 """
@@ -27,14 +28,26 @@ def flower_auth() -> str:
     if auth := os.environ.get("FLOWER_BASIC_AUTH"):
         return auth
     path = VAR / "flower-auth"
-    if not path.exists():
-        VAR.mkdir(exist_ok=True)
-        path.write_text(f"admin:{secrets.token_urlsafe(12)}\n")
-        path.chmod(0o600)
+    VAR.mkdir(exist_ok=True)
+    try:
+        # Created owner-only in one step: a file written first and chmod-ed after is readable by
+        # anyone in between. O_EXCL also never writes through a symlink planted at the path.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass  # made by an earlier run: keep its password
+    else:
+        with os.fdopen(fd, "w") as file:
+            # The umask can only take bits away from 0o600; fchmod makes it exactly 0o600 even
+            # under a umask that would leave the owner unable to read it back.
+            os.fchmod(file.fileno(), 0o600)
+            file.write(f"admin:{secrets.token_urlsafe(12)}\n")
     return path.read_text().strip()
 
 
 def main() -> int:
+    # The Procfile's processes (gunicorn, celery) inherit this: without it they would take the
+    # production settings, which is what an unconfigured process should do, not `make run`.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True)
     subprocess.run([python, "manage.py", "ensure_demo_user"], cwd=ROOT, check=True)

@@ -260,6 +260,9 @@ def main(argv: list[str]) -> int:
             say(f"database: {exc}")
             return EXIT_BROKEN_DATABASE
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": find_redis(stack)}
+        # A development tool: the commands it runs (manage.py, celery) use local settings unless
+        # told otherwise; without it they would fall back to production's, which fail closed.
+        env.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
         child = subprocess.Popen(argv, env=env)
         # Ctrl-C reaches the child's whole process group by itself: we only wait for
         # it to finish, then stop the embedded servers on the way out.

@@ -8,7 +8,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.local")
+# Fail closed: a worker nobody configured gets production settings, which stop it when their
+# secrets are missing. `make run` (scripts/run_service.py) and the tests choose local or test.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.production")
 
 app = Celery("selfos")
 app.config_from_object("django.conf:settings", namespace="CELERY")
