@@ -77,11 +77,13 @@ class OwnedViewSet(viewsets.ModelViewSet):
 
 class GoalViewSet(OwnedViewSet):
     model = Goal
+    queryset = Goal.objects.none()  # the model, for drf-spectacular (it has no request user)
     serializer_class = GoalSerializer
 
 
 class ProjectViewSet(OwnedViewSet):
     model = Project
+    queryset = Project.objects.none()  # the model, for drf-spectacular (it has no request user)
     serializer_class = ProjectSerializer
 
     def get_queryset(self) -> QuerySet[Project]:
@@ -90,6 +92,7 @@ class ProjectViewSet(OwnedViewSet):
 
 class TaskViewSet(OwnedViewSet):
     model = Task
+    queryset = Task.objects.none()  # the model, for drf-spectacular (it has no request user)
     serializer_class = TaskSerializer
 
     def get_queryset(self) -> QuerySet[Task]:

@@ -66,6 +66,7 @@ class StoryListView(generics.ListAPIView):
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The in-app inbox: unread first, then newest first."""
 
+    queryset = Notification.objects.none()  # the model, for drf-spectacular (it has no request user)
     serializer_class = NotificationSerializer
 
     def get_queryset(self) -> QuerySet[Notification]:
@@ -90,6 +91,7 @@ class DeviceViewSet(
 ):
     """Push tokens. Registering a known token (the app reinstalled, another account) takes it over."""
 
+    queryset = Device.objects.none()  # the model, for drf-spectacular (it has no request user)
     serializer_class = DeviceSerializer
 
     def get_queryset(self) -> QuerySet[Device]:
