@@ -101,7 +101,9 @@ class DeliveryAdmin(admin.ModelAdmin):
     def short_error(self, obj: Delivery) -> str:
         return obj.last_error[:120]
 
-    @admin.action(description="Retry selected deliveries (dead or waiting)")
+    # Re-dispatching runs subscribers again (pushes, LLM calls): a change, not a view. Django
+    # then neither lists the action nor runs a posted one for a user without change_delivery.
+    @admin.action(description="Retry selected deliveries (dead or waiting)", permissions=["change"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         count = services.retry_deliveries(queryset)
         skipped = queryset.count() - count

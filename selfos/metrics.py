@@ -1,8 +1,10 @@
 """/metrics for Prometheus: django-prometheus's view, not public.
 
 Allowed when the request carries `Authorization: Bearer $METRICS_TOKEN`, or comes
-from an address in METRICS_ALLOWED_NETWORKS (default: loopback only). Anything else
-gets a 403 JSON answer.
+from an address in METRICS_ALLOWED_NETWORKS: loopback in local and test, empty in
+production (behind a reverse proxy on the same host every request comes from loopback,
+so there only the token opens it unless an operator lists networks on purpose).
+Anything else gets a 403 JSON answer.
 """
 
 import ipaddress
