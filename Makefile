@@ -41,7 +41,7 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.bench-installed
 	SELFOS_DB_NAME=selfos_bench $(SERVICES) $(PY) -m bench $(BENCH_ARGS)
 
-chaos: $(VENV)/.bench-installed
+chaos: $(VENV)/.installed
 	SELFOS_DB_NAME=selfos_chaos $(SERVICES) $(PY) -m bench.chaos $(CHAOS_ARGS)
 
 lint: $(VENV)/.installed
