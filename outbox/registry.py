@@ -84,20 +84,26 @@ def subscriber(
     retry: RetryPolicy | None = None,
     batch_handler: BatchHandler | None = None,
     atomic: bool = True,
+    task_name: str | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Register `handler` as the subscriber `name` for `events`."""
+    """Register `handler` as the subscriber `name` for `events`.
+
+    Its Celery task is named `task_name`, by default after the handler (module.function).
+    Name it explicitly when the module may move: messages queued under the old name would
+    find no task to run them (the sweeper would re-publish them, late).
+    """
 
     def register(handler: Handler) -> Handler:
         if name in _subscribers:
             raise DuplicateSubscriber(f"a subscriber named {name!r} is already registered")
-        task_name = f"{handler.__module__}.{handler.__name__}"
+        full_name = task_name or f"{handler.__module__}.{handler.__name__}"
         _subscribers[name] = Subscriber(
             name=name,
             events=frozenset(events),
             queue=queue or name,
             handler=handler,
             retry=retry or RetryPolicy(),
-            task=_make_task(name, task_name),
+            task=_make_task(name, full_name),
             batch_handler=batch_handler,
             atomic=atomic,
         )

@@ -27,7 +27,8 @@ from outbox.delivery import run_deliveries
 from outbox.models import Delivery, OutboxEvent
 from outbox.publish import KICK_PENDING_KEY
 from selfos.celery import app as celery_app
-from workers import push, writers
+from workers.notifications import push
+from workers.story import writers
 
 from . import subscribers as test_subscribers  # registers the tests' subscribers
 from .factories import TokenFactory, UserFactory

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from workers import embedding, onnx_encoder
+from workers.memory import embedding, onnx_encoder
 
 TEXTS = [
     "Went for a 5 km run",

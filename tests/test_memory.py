@@ -8,7 +8,8 @@ from rest_framework.test import APIClient
 from outbox.models import OutboxEvent
 from tasks_app import services
 from tasks_app.models import Task
-from workers import embedding, memory, vectorstores
+from workers.memory import embedding, items, recall
+from workers.memory import stores as vectorstores
 from workers.models import MemoryEntry
 
 from .conftest import deliver
@@ -44,7 +45,7 @@ def test_the_text_has_title_description_captions_and_project(user) -> None:
         project=ProjectFactory(owner=user, title="Marathon"),
     )
     MediaAttachmentFactory(task=task, caption="sunrise")
-    assert memory.memory_text(task) == "Long run\n18 km\nsunrise\nProject: Marathon"
+    assert items.memory_text(task) == "Long run\n18 km\nsunrise\nProject: Marathon"
 
 
 def test_a_completed_task_is_remembered_once_with_its_id(user) -> None:
@@ -126,7 +127,7 @@ def test_recall_for_stories_excludes_the_task_itself(user) -> None:
     remember(user, "Run 10 km along the river")
     remember(user, "Book the dentist")
     task = remember(user, "Run a half marathon")
-    related = memory.related_tasks(task, 2)
+    related = recall.related_tasks(task, 2)
     assert related[0]["title"] == "Run 10 km along the river"
     assert all(r["task"] != str(task.pk) for r in related)
 
@@ -154,7 +155,7 @@ def test_few_memories_among_many_exact_scan(user) -> None:
     """A user with few memories is searched exactly: full recall, no HNSW walk."""
     crowd_of_memories()
     mine = [remember(user, t) for t in GARDEN]
-    hits = memory.search(user.pk, "gardening", 10)
+    hits = recall.search(user.pk, "gardening", 10)
     assert {h.task_id for h in hits} == {str(t.pk) for t in mine}
     with transaction.atomic():
         plan = vectorstores.PgVectorStore().nearest(user.pk, embedding.embed(["x"])[0], 10).explain()
@@ -191,7 +192,7 @@ def test_recall_only_reaches_back_in_time(user) -> None:
     earlier = remember(user, "Run 10 km along the river")
     task = remember(user, "Run a half marathon")
     remember(user, "Run 5 km by the river")  # completed after `task`
-    assert [r["title"] for r in memory.related_tasks(task, 5)] == [earlier.title]
+    assert [r["title"] for r in recall.related_tasks(task, 5)] == [earlier.title]
 
 
 def test_reindex_rebuilds_the_store_with_a_progress_bar(user) -> None:

@@ -12,8 +12,9 @@ from outbox.delivery import run_deliveries
 from outbox.models import Delivery, OutboxEvent
 from tasks_app import services
 from tasks_app.models import Task
-from workers import notifications, push
 from workers.models import Device, Notification, Preferences, PushReceipt
+from workers.notifications import handler as notifications
+from workers.notifications import push
 
 from . import fakes
 from .conftest import deliver

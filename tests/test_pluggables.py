@@ -9,19 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from workers import pluggables, push, writers
-from workers.vectorstores import PgVectorStore
+from workers import pluggables
+from workers.memory.stores import PgVectorStore
+from workers.notifications import push
+from workers.story import writers
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_short_names_and_dotted_paths_name_the_same_parts(settings) -> None:
-    settings.PUSH_BACKEND = "workers.push.LocmemBackend"
+    settings.PUSH_BACKEND = "workers.notifications.push.LocmemBackend"
     assert isinstance(push.get_backend(), push.LocmemBackend)
     settings.STORY_WRITER = "template"
     writers.get_writer.cache_clear()
     assert isinstance(writers.get_writer(), writers.TemplateWriter)
-    settings.MEMORY_STORE = "workers.vectorstores.PgVectorStore"
+    settings.MEMORY_STORE = "workers.memory.stores.PgVectorStore"
     assert isinstance(pluggables.build("MEMORY_STORE"), PgVectorStore)
 
 
@@ -33,7 +35,7 @@ def test_the_system_check_passes_on_the_shipped_settings() -> None:
     ("setting", "value", "message"),
     [
         ("PUSH_BACKEND", "fmc", "unknown PUSH_BACKEND 'fmc' (one of console, locmem, fcm, or a dotted path)"),
-        ("STORY_WRITER", "workers.writers.Nope", "STORY_WRITER 'workers.writers.Nope' cannot be imported"),
+        ("STORY_WRITER", "workers.story.Nope", "STORY_WRITER 'workers.story.Nope' cannot be imported"),
         ("MEMORY_STORE", "weaviat", "unknown MEMORY_STORE 'weaviat'"),
         ("MEMORY_EMBEDDING_RUNTIME", "tensorflow", "unknown MEMORY_EMBEDDING_RUNTIME 'tensorflow'"),
     ],

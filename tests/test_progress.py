@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 from outbox.models import OutboxEvent
 from tasks_app import services
 from tasks_app.models import Goal, Project, Task
-from workers import progress
 from workers.models import Preferences, ProgressSnapshot
+from workers.progress import figures as progress
 
 from .conftest import deliver, events_of
 from .factories import GoalFactory, ProjectFactory, TaskFactory

@@ -7,11 +7,11 @@ from rest_framework.test import APIClient
 from outbox.models import Delivery, OutboxEvent
 from tasks_app import services
 from tasks_app.models import Task
-from workers import memory
-from workers.memory import MemoryUnavailable
+from workers.memory import recall
+from workers.memory.recall import MemoryUnavailable
+from workers.memory.stores import StoreUnavailable
 from workers.models import StorySegment
-from workers.vectorstores import StoreUnavailable
-from workers.writers import StoryContext, TemplateWriter
+from workers.story.writers import StoryContext, TemplateWriter
 
 from .conftest import deliver
 from .factories import MediaAttachmentFactory, ProjectFactory, TaskFactory, UserFactory
@@ -24,13 +24,13 @@ def no_memory(monkeypatch):
     def unavailable(task, k):
         raise MemoryUnavailable("vector store down")
 
-    monkeypatch.setattr("workers.story.related_tasks", unavailable)
+    monkeypatch.setattr("workers.story.handler.related_tasks", unavailable)
 
 
 @pytest.fixture
 def fixed_memory(monkeypatch):
     recalled = [{"task": "8f7f0000-0000-0000-0000-000000000000", "title": "Hill repeats", "score": 0.71}]
-    monkeypatch.setattr("workers.story.related_tasks", lambda task, k: recalled)
+    monkeypatch.setattr("workers.story.handler.related_tasks", lambda task, k: recalled)
     return recalled
 
 
@@ -153,9 +153,9 @@ def test_recall_reports_a_store_that_is_down_as_unavailable(user, monkeypatch) -
         def vector_of(self, owner_id, task_id):
             raise StoreUnavailable("weaviate fetch: connection refused")
 
-    monkeypatch.setattr("workers.memory.get_store", lambda: Down())
+    monkeypatch.setattr("workers.memory.recall.get_store", lambda: Down())
     with pytest.raises(MemoryUnavailable, match="connection refused"):
-        memory.related_tasks(TaskFactory(owner=user), 3)
+        recall.related_tasks(TaskFactory(owner=user), 3)
 
 
 def test_a_misconfigured_store_is_an_error_not_a_story_without_memories(user, monkeypatch) -> None:
@@ -165,9 +165,9 @@ def test_a_misconfigured_store_is_an_error_not_a_story_without_memories(user, mo
     def broken_store():
         raise RuntimeError("store misconfigured")
 
-    monkeypatch.setattr("workers.memory.get_store", broken_store)
+    monkeypatch.setattr("workers.memory.recall.get_store", broken_store)
     with pytest.raises(RuntimeError, match="store misconfigured"):
-        memory.related_tasks(TaskFactory(owner=user), 3)
+        recall.related_tasks(TaskFactory(owner=user), 3)
 
 
 def test_the_segment_tells_the_progress_of_its_moment(user, fixed_memory) -> None:
@@ -189,7 +189,7 @@ def test_our_own_database_failing_under_recall_retries_the_story_instead_of_tell
         def vector_of(self, owner_id, task_id):
             raise OperationalError("canceling statement due to conflict with recovery")
 
-    monkeypatch.setattr("workers.memory.get_store", lambda: Failover())
+    monkeypatch.setattr("workers.memory.recall.get_store", lambda: Failover())
     event = complete(TaskFactory(owner=user, title="Fix the bike"))
     assert deliver("story", event) == {"retry": 1}
     assert not StorySegment.objects.exists()

@@ -16,9 +16,9 @@ from weaviate.util import generate_uuid5
 from outbox.api import TransientError
 from outbox.models import OutboxEvent
 from tasks_app import services
-from workers import vectorstores
-from workers.vectorstores import MemoryItem
-from workers.weaviate_store import WeaviateStore, tenant_of
+from workers.memory import stores as vectorstores
+from workers.memory.stores import MemoryItem
+from workers.memory.weaviate_store import WeaviateStore, tenant_of
 
 from .conftest import deliver
 from .factories import TaskFactory, UserFactory

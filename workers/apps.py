@@ -12,4 +12,8 @@ class WorkersConfig(AppConfig):
         # Importing a subscriber module registers it (and its Celery task) with the outbox;
         # importing pluggables registers the system check on the push backend, story
         # writer, vector store and embedding runtime settings.
-        from . import audit, memory, notifications, pluggables, progress, story  # noqa: F401
+        from . import audit, pluggables  # noqa: F401
+        from .memory import handler as memory  # noqa: F401
+        from .notifications import handler as notifications  # noqa: F401
+        from .progress import handler as progress  # noqa: F401
+        from .story import handler as story  # noqa: F401

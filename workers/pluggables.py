@@ -44,28 +44,28 @@ PLUGGABLES = {
         Pluggable(
             "PUSH_BACKEND",
             {
-                "console": "workers.push.ConsoleBackend",
-                "locmem": "workers.push.LocmemBackend",
-                "fcm": "workers.push.FCMBackend",
+                "console": "workers.notifications.push.ConsoleBackend",
+                "locmem": "workers.notifications.push.LocmemBackend",
+                "fcm": "workers.notifications.push.FCMBackend",
             },
         ),
         Pluggable(
             "STORY_WRITER",
             {
-                "template": "workers.writers.TemplateWriter",
-                "openai": "workers.writers.OpenAICompatibleWriter",
+                "template": "workers.story.writers.TemplateWriter",
+                "openai": "workers.story.writers.OpenAICompatibleWriter",
             },
         ),
         Pluggable(
             "MEMORY_STORE",
             {
-                "pgvector": "workers.vectorstores.PgVectorStore",
-                "weaviate": "workers.weaviate_store.WeaviateStore",
+                "pgvector": "workers.memory.stores.PgVectorStore",
+                "weaviate": "workers.memory.weaviate_store.WeaviateStore",
             },
         ),
         Pluggable(
             "MEMORY_EMBEDDING_RUNTIME",
-            {"onnx": "workers.embedding.load_onnx", "torch": "workers.embedding.load_torch"},
+            {"onnx": "workers.memory.embedding.load_onnx", "torch": "workers.memory.embedding.load_torch"},
         ),
     )
 }

@@ -17,8 +17,9 @@ from rest_framework.views import APIView
 
 from tasks_app.models import Project
 
-from . import memory, progress
+from .memory import recall
 from .models import Device, Notification, Preferences, StorySegment
+from .progress import figures as progress
 from .serializers import (
     DeviceSerializer,
     MemorySearchQuerySerializer,
@@ -133,6 +134,6 @@ class MemorySearchView(APIView):
     def get(self, request: Request) -> Response:
         params = MemorySearchQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        hits = memory.search(request.user.pk, params.validated_data["q"], params.validated_data["k"])
-        results = [{"task": h.task_id, "title": h.title, "score": h.score} for h in hits]
+        hits = recall.search(request.user.pk, params.validated_data["q"], params.validated_data["k"])
+        results = [recall.as_dict(h) for h in hits]
         return Response(MemorySearchSerializer({"results": results}).data)

@@ -11,8 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from tasks_app.models import Task
-from workers import embedding, memory
-from workers.vectorstores import MemoryItem, get_store
+from workers.memory import embedding, recall
+from workers.memory.items import items_for
+from workers.memory.stores import get_store
 
 
 class Command(BaseCommand):
@@ -58,19 +59,12 @@ class Command(BaseCommand):
                 batch = list(page.select_related("project").prefetch_related("media")[:batch_size])
                 if not batch:
                     break
-                texts = [memory.memory_text(t) for t in batch]
-                vectors = embedding.embed(texts)
-                store.upsert(
-                    [
-                        MemoryItem(str(t.pk), t.owner_id, t.title, text, v, completed_at=t.completed_at)
-                        for t, text, v in zip(batch, texts, vectors, strict=True)
-                    ]
-                )
+                store.upsert(items_for(batch))
                 done += len(batch)
                 last = batch[-1].pk
                 bar.update(len(batch))
         self.stdout.write(f"reindexed {done} completed tasks into {store.name}")
 
     def do_search(self, user: int, query: str, k: int, **options: Any) -> None:
-        for hit in memory.search(user, query, k):
+        for hit in recall.search(user, query, k):
             self.stdout.write(f"{hit.score:.3f}  {hit.title}  ({hit.task_id})")

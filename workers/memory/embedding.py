@@ -76,7 +76,7 @@ def load_onnx() -> Encoder:
 
 def load(runtime: str) -> Encoder:
     """The encoder MEMORY_EMBEDDING_RUNTIME (or `runtime`) names: onnx, torch or a dotted path."""
-    from .pluggables import build
+    from ..pluggables import build
 
     return build("MEMORY_EMBEDDING_RUNTIME", runtime)
 

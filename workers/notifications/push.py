@@ -156,6 +156,6 @@ def _firebase_app(credentials_file: str, project_id: str) -> Any:
 
 def get_backend() -> PushBackend:
     """The backend PUSH_BACKEND names (a short name or a dotted path; see workers.pluggables)."""
-    from .pluggables import build
+    from ..pluggables import build
 
     return build("PUSH_BACKEND")

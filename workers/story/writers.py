@@ -180,6 +180,6 @@ def _facts(context: StoryContext) -> str:
 @cache
 def get_writer() -> Writer:
     """The writer STORY_WRITER names (see workers.pluggables); cached per process."""
-    from .pluggables import build
+    from ..pluggables import build
 
     return build("STORY_WRITER")

@@ -22,11 +22,11 @@ from outbox.api import Deferred, Event, RetryPolicy, TransientError, subscriber
 from tasks_app.events import TASK_COMPLETED
 from tasks_app.models import Goal, Project, Task
 
-from .events import GOAL_REACHED, PROJECT_COMPLETED
-from .models import Device, Notification, Preferences, PushReceipt
-from .progress import zone_named
+from ..events import GOAL_REACHED, PROJECT_COMPLETED
+from ..models import Device, Notification, Preferences, PushReceipt
+from ..progress.figures import zone_named
+from ..queues import Queue
 from .push import Outcome, PushMessage, get_backend
-from .queues import Queue
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ NOTIFICATION_ID_NAMESPACE = uuid.UUID("5f0c7d4e-2b8a-4c1e-9a57-3d6e1f0b8c21")
     queue=Queue.NOTIFICATIONS,
     retry=RetryPolicy(max_retries=8, backoff=2, backoff_max=300),
     atomic=False,
+    task_name="workers.notifications.notify",
 )
 def notify(event: Event) -> None:
     event.require("user_id", version=1)

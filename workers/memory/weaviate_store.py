@@ -27,7 +27,7 @@ from django.conf import settings
 
 from outbox.api import TransientError
 
-from .vectorstores import Hit, MemoryItem, StoreUnavailable
+from .stores import Hit, MemoryItem, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from outbox.api import Event, RetryPolicy, subscriber
 from tasks_app.events import TASK_COMPLETED, TASK_PAYLOAD_VERSION
 from tasks_app.models import Goal, Project, Task
 
-from .events import GOAL_REACHED, MILESTONE_PAYLOAD_VERSION, PROJECT_COMPLETED
-from .memory import MemoryUnavailable, related_tasks
-from .models import StorySegment
-from .progress import project_figures
-from .queues import Queue
+from ..events import GOAL_REACHED, MILESTONE_PAYLOAD_VERSION, PROJECT_COMPLETED
+from ..memory.recall import MemoryUnavailable, related_tasks
+from ..models import StorySegment
+from ..progress.figures import project_figures
+from ..queues import Queue
 from .writers import StoryContext, get_writer
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ RECALL_K = 3
     events=[TASK_COMPLETED, PROJECT_COMPLETED, GOAL_REACHED],
     queue=Queue.STORY,
     retry=RetryPolicy(max_retries=6, backoff=5, backoff_max=600),
+    task_name="workers.story.compose_story",
 )
 def compose_story(event: Event) -> None:
     if event.type == TASK_COMPLETED:

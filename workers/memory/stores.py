@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from pgvector.django import CosineDistance
 
-from .models import MemoryEntry
+from ..models import MemoryEntry
 
 # An exact scan costs about 3 ms per 1,000 rows here; above this many, the HNSW walk wins (`make bench`).
 EXACT_SCAN_MAX = 2000
@@ -145,6 +145,6 @@ class PgVectorStore:
 @cache
 def get_store() -> VectorStore:
     """The store MEMORY_STORE names (see workers.pluggables); weaviate is imported only for it."""
-    from .pluggables import build
+    from ..pluggables import build
 
     return build("MEMORY_STORE")

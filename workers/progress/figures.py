@@ -1,0 +1,127 @@
+"""Progress figures, computed from the rows: a project's percent (as of any moment), a goal's,
+the user's streak and pace, and an estimated finish. The progress subscriber, the story
+and the API all read these; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from statistics import mean
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from tasks_app.models import Goal, Project, Task
+
+from ..models import Preferences
+
+logger = logging.getLogger(__name__)
+
+PACE_WINDOW_DAYS = 28
+STREAK_LOOKBACK_DAYS = 400
+HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True)
+class ProjectFigures:
+    percent: Decimal
+    tasks_done: int
+    tasks_total: int
+
+
+@dataclass(frozen=True)
+class UserFigures:
+    streak_days: int
+    pace_per_week: Decimal
+    today: date  # in the user's time zone
+
+
+def project_figures(project: Project, as_of: datetime | None = None) -> ProjectFigures:
+    """Percent complete, weighted by estimate; a task with none weighs the mean of those that have one.
+
+    With `as_of`, a task counts as done only if it was completed by then: the figures
+    of that moment, recomputed from the rows (so the same answer however often asked).
+    """
+    return figures_from(list(project.tasks.values_list("completed_at", "estimate")), as_of)
+
+
+def figures_from(
+    rows: list[tuple[datetime | None, int | None]], as_of: datetime | None = None
+) -> ProjectFigures:
+    """project_figures() over (completed_at, estimate) rows already read."""
+    estimates = [e for _, e in rows if e]
+    default_weight = mean(estimates) if estimates else 1
+    done_rows = [(c, e) for c, e in rows if c is not None and (as_of is None or c <= as_of)]
+    total = sum(e or default_weight for _, e in rows)
+    done = sum(e or default_weight for _, e in done_rows)
+    percent = Decimal(100 * done / total).quantize(Decimal("0.01")) if total else Decimal(0)
+    return ProjectFigures(percent=percent, tasks_done=len(done_rows), tasks_total=len(rows))
+
+
+def goal_percent(goal: Goal) -> Decimal:
+    """The mean of its live projects' percents (archived projects and empty ones do not count)."""
+    projects = [p for p in goal.projects.exclude(status=Project.Status.ARCHIVED) if p.tasks.exists()]
+    if not projects:
+        return Decimal(0)
+    return Decimal(mean(project_figures(p).percent for p in projects)).quantize(Decimal("0.01"))
+
+
+def user_zone(user_id: int) -> ZoneInfo:
+    return zone_named(Preferences.objects.filter(user_id=user_id).values_list("time_zone", flat=True).first())
+
+
+def zone_named(name: str | None) -> ZoneInfo:
+    """The zone of that name; UTC when there is none or it is unknown."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def user_figures(user_id: int, now: datetime | None = None) -> UserFigures:
+    now = now or timezone.now()
+    zone = user_zone(user_id)
+    completed = Task.objects.filter(owner_id=user_id, status=Task.Status.COMPLETED)
+    days = set(
+        completed.filter(completed_at__gte=now - timedelta(days=STREAK_LOOKBACK_DAYS))
+        .annotate(day=TruncDate("completed_at", tzinfo=zone))
+        .values_list("day", flat=True)
+        .distinct()
+    )
+    recent = completed.filter(completed_at__gte=now - timedelta(days=PACE_WINDOW_DAYS)).count()
+    today = now.astimezone(zone).date()
+    return UserFigures(
+        streak_days=streak(days, today),
+        pace_per_week=(Decimal(recent) * 7 / PACE_WINDOW_DAYS).quantize(Decimal("0.01")),
+        today=today,
+    )
+
+
+def streak(days: set[date], today: date) -> int:
+    """Consecutive days with a completion, ending today (or yesterday: today is not over yet)."""
+    day = today if today in days else today - timedelta(days=1)
+    count = 0
+    while day in days:
+        count += 1
+        day -= timedelta(days=1)
+    return count
+
+
+def estimated_finish(
+    project: Project, figures: ProjectFigures, user: UserFigures, today: date
+) -> date | None:
+    """When the remaining tasks are done at the project's recent pace (else the user's)."""
+    remaining = figures.tasks_total - figures.tasks_done
+    if remaining == 0:
+        return today if figures.tasks_total else None
+    since = timezone.now() - timedelta(days=PACE_WINDOW_DAYS)
+    per_day = project.tasks.filter(completed_at__gte=since).count() / PACE_WINDOW_DAYS
+    per_day = per_day or float(user.pace_per_week) / 7
+    if not per_day:
+        return None
+    return today + timedelta(days=math.ceil(remaining / per_day))

@@ -1,0 +1,1 @@
+"""The story: the subscriber (handler.py) and the writers that compose its text (writers.py)."""
