@@ -1,19 +1,22 @@
-"""Routes of the subscribers' API."""
+"""Routes of the subscribers' API: each concern's views live beside its subscriber."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from .memory.api import MemorySearchView
+from .notifications.api import DeviceViewSet, NotificationViewSet, PreferencesView
+from .progress.api import ProjectProgressView
+from .story.api import StoryListView
 
 router = SimpleRouter()
 router.trailing_slash = "/?"
-router.register("notifications", views.NotificationViewSet, basename="notification")
-router.register("devices", views.DeviceViewSet, basename="device")
+router.register("notifications", NotificationViewSet, basename="notification")
+router.register("devices", DeviceViewSet, basename="device")
 
 urlpatterns = [
-    path("projects/<uuid:pk>/progress/", views.ProjectProgressView.as_view(), name="project-progress"),
-    path("story/", views.StoryListView.as_view(), name="story"),
-    path("preferences/", views.PreferencesView.as_view(), name="preferences"),
-    path("memory/search/", views.MemorySearchView.as_view(), name="memory-search"),
+    path("projects/<uuid:pk>/progress/", ProjectProgressView.as_view(), name="project-progress"),
+    path("story/", StoryListView.as_view(), name="story"),
+    path("preferences/", PreferencesView.as_view(), name="preferences"),
+    path("memory/search/", MemorySearchView.as_view(), name="memory-search"),
     *router.urls,
 ]
