@@ -12,8 +12,7 @@ them apart and a slow one never holds up another's queue.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -153,22 +152,3 @@ def for_event(event_type: str) -> list[Subscriber]:
 
 def queues() -> list[str]:
     return sorted({s.queue for s in _subscribers.values()})
-
-
-@contextlib.contextmanager
-def only(*names: str) -> Iterator[None]:
-    """Within the block, only the named subscribers are active (for tests and replays)."""
-    global _subscribers
-    saved = _subscribers
-    _subscribers = {n: s for n, s in saved.items() if n in names}
-    try:
-        yield
-    finally:
-        _subscribers = saved
-
-
-def unregister(name: str) -> None:
-    """Forget a subscriber and its Celery task; for tests that declare their own."""
-    sub = _subscribers.pop(name, None)
-    if sub is not None:
-        sub.task.app.tasks.pop(sub.task.name, None)

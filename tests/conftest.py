@@ -30,6 +30,7 @@ from selfos.celery import app as celery_app
 from workers.notifications import push
 from workers.story import writers
 
+from . import registry as test_registry
 from . import subscribers as test_subscribers  # registers the tests' subscribers
 from .factories import TokenFactory, UserFactory
 from .fakes import FakeChat, FakeFCM
@@ -90,7 +91,7 @@ def _reset_test_subscribers() -> Iterator[None]:
 def use_subscribers() -> Iterator[Callable[..., None]]:
     """Activate only the named subscribers for this test."""
     with contextlib.ExitStack() as stack:
-        yield lambda *names: stack.enter_context(registry.only(*names))
+        yield lambda *names: stack.enter_context(test_registry.only(*names))
 
 
 ALL_TEST_QUEUES = ["outbox", *test_subscribers.TEST_QUEUES]

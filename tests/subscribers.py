@@ -2,7 +2,7 @@
 
 They are registered when conftest imports this module, so their Celery tasks exist
 before any test worker starts; each test activates the ones it wants with
-`registry.only(...)` (the `subscribers` fixture).
+`tests.registry.only(...)` (the `use_subscribers` fixture).
 """
 
 from __future__ import annotations

@@ -16,13 +16,13 @@ import redis.exceptions
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from outbox import registry
 from outbox.delivery import run_deliveries
 from outbox.errors import PermanentError, is_infrastructure_fault
 from outbox.models import Delivery, DeliveryAttempt, OutboxEvent
 from outbox.publish import publish
 from outbox.registry import RetryPolicy, subscriber
 
+from . import registry as test_registry
 from .conftest import settle
 from .factories import TaskFactory
 from .testapp.models import Effect
@@ -48,7 +48,7 @@ def declare() -> Iterator[Callable[..., None]]:
 
     yield declare_
     for name in names:
-        registry.unregister(name)
+        test_registry.unregister(name)
 
 
 @pytest.mark.parametrize(

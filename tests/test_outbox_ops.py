@@ -18,6 +18,7 @@ from outbox.outcomes import backoff_seconds
 from outbox.publish import publish
 from outbox.registry import DuplicateSubscriber, RetryPolicy, subscriber
 
+from . import registry as test_registry
 from . import subscribers as test_subscribers
 from .factories import TaskFactory, UserFactory
 from .testapp.models import Effect
@@ -199,7 +200,7 @@ def test_a_batch_handler_falls_back_to_one_by_one(monkeypatch) -> None:
         assert run_deliveries("batchy", ids) == {"succeeded": 1, "dead": 1}
         assert seen == [[ok_event.id, bad_event.id]]
     finally:
-        registry.unregister("batchy")
+        test_registry.unregister("batchy")
 
 
 @pytest.mark.parametrize(("budget", "claims"), [(60.0, 1), (0.0, 4)])
@@ -237,7 +238,7 @@ def test_deliveries_of_one_message_commit_in_groups_and_fail_alone(settings, bud
         }
         assert run_deliveries("grouped", ids) == {"skipped": 4}  # a duplicate message does nothing
     finally:
-        registry.unregister("grouped")
+        test_registry.unregister("grouped")
 
 
 @pytest.mark.parametrize("take_waiting", [True, False])

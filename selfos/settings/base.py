@@ -188,6 +188,7 @@ OUTBOX = {
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}  # the project's own periodic tasks: none today
 
 # --- Subscribers ----------------------------------------------------------
+# Pluggable parts: a short name below or a dotted path, checked at start (workers/pluggables.py).
 # story: "template" (offline, the default) or "openai" (any OpenAI-compatible server)
 STORY_WRITER = env("STORY_WRITER", default="template")
 STORY_LLM_BASE_URL = env("STORY_LLM_BASE_URL", default="http://127.0.0.1:11434/v1")
