@@ -1,0 +1,507 @@
+"""The production stack's files (issue 14, item 6), checked by parsing them: no Docker engine here.
+
+docker-compose.yml runs the Procfile's processes; only the Caddy proxy publishes ports; web and
+Flower sit on internal networks behind it; PostgreSQL, Redis and Weaviate are internal and need a
+password or key from a variable without a default; every image is pinned to a version. The
+Dockerfile runs as a fixed non-root uid and copies the tree only through a .dockerignore that
+keeps .git, .venv and var/ out. The Caddyfile overwrites the forwarded headers Django and the
+throttles trust.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROXY = "proxy"
+STORES = ("db", "redis", "weaviate")
+# Passwords and keys: the stack must refuse to start without them, never fall back to a default.
+SECRETS = (
+    "DJANGO_SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "WEAVIATE_API_KEY",
+    "FLOWER_BASIC_AUTH",
+)
+
+
+# --- loading ------------------------------------------------------------------------------------
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def env(service: dict[str, Any]) -> dict[str, Any]:
+    """A service's environment as a dict, whichever of compose's two spellings it uses."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in raw)
+    return dict(raw)
+
+
+def argv(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def networks_of(service: dict[str, Any]) -> set[str]:
+    # A service that names no network is on the project's `default` one, which is not internal.
+    raw = service.get("networks") or ["default"]
+    return set(raw)
+
+
+def internal_networks() -> set[str]:
+    declared = compose().get("networks") or {}
+    return {name for name, spec in declared.items() if (spec or {}).get("internal") is True}
+
+
+def procfile() -> dict[str, str]:
+    processes = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, command = line.split(":", 1)
+            processes[name.strip()] = command.strip()
+    return processes
+
+
+def option(args: list[str], name: str) -> str:
+    """The value of `--name value` or `--name=value` in an argv."""
+    for i, arg in enumerate(args):
+        if arg == name:
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {args}")
+
+
+# --- commands: the Procfile's and compose's, compared ------------------------------------------
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)")
+# Where a process listens is the one deliberate difference: loopback in the Procfile (one machine,
+# nothing else should reach it), every interface of its own container in compose (only the
+# internal networks reach those). The ports are checked against the Caddyfile instead.
+_LISTEN_OPTIONS = {"--bind", "-b", "--address"}
+
+
+def normalise(command: str | list[str]) -> list[str]:
+    """An argv with `--opt=value` split, `${VAR:-default}` resolved to its default and any other
+    variable to `<VAR>`, and listening addresses blanked."""
+    tokens: list[str] = []
+    for arg in argv(command):
+        tokens.extend(arg.split("=", 1) if arg.startswith("--") and "=" in arg else [arg])
+    out: list[str] = []
+    listen_value = False
+    for token in tokens:
+        if listen_value:
+            out.append("<listen>")
+            listen_value = False
+            continue
+        listen_value = token in _LISTEN_OPTIONS
+        out.append(
+            _VARIABLE.sub(
+                lambda m: m.group(2) if m.group(2) is not None else f"<{m.group(1) or m.group(3)}>", token
+            )
+        )
+    return out
+
+
+def test_normalise_resolves_defaults_and_blanks_listen_addresses() -> None:
+    assert normalise("gunicorn app --bind 127.0.0.1:$PORT --workers ${WEB_CONCURRENCY:-2}") == normalise(
+        ["gunicorn", "app", "--bind", "0.0.0.0:8000", "--workers", "2"]
+    )
+    assert normalise("flower --address=127.0.0.1 --port=${FLOWER_PORT:-5555}") == [
+        "flower",
+        "--address",
+        "<listen>",
+        "--port",
+        "5555",
+    ]
+    assert normalise("celery -Q a,b") != normalise("celery -Q a")
+
+
+def test_every_procfile_process_runs_the_same_command_in_compose() -> None:
+    compose_services = services()
+    for name, command in procfile().items():
+        assert name in compose_services, f"Procfile process {name!r} has no compose service"
+        assert "command" in compose_services[name], f"compose service {name!r} has no command"
+        assert normalise(compose_services[name]["command"]) == normalise(command), name
+
+
+# --- ports and networks -------------------------------------------------------------------------
+def published_ports(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(published, target) for each of a service's `ports`, short or long syntax."""
+    pairs = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            pairs.append((str(port.get("published", "")), str(port["target"])))
+        else:
+            spec = str(port).split("/", 1)[0]
+            parts = spec.rsplit(":", 2)
+            pairs.append((parts[-2] if len(parts) > 1 else "", parts[-1]))
+    return pairs
+
+
+def test_only_the_proxy_publishes_ports_and_only_80_and_443() -> None:
+    all_services = services()
+    for name, service in all_services.items():
+        assert service.get("network_mode") != "host", f"{name} shares the host's network"
+        if name != PROXY:
+            assert not service.get("ports"), f"{name} publishes {service['ports']}"
+    ports = published_ports(all_services[PROXY])
+    assert ports, "the proxy publishes nothing"
+    assert {port for pair in ports for port in pair} <= {"80", "443"}, ports
+
+
+def test_web_and_flower_are_reachable_only_through_the_proxy() -> None:
+    all_services = services()
+    internal = internal_networks()
+    proxy_networks = networks_of(all_services[PROXY])
+    for name in ("web", "flower"):
+        service = all_services[name]
+        assert not service.get("ports"), name
+        # Internal networks only: nothing outside Docker reaches them, and a port published on
+        # them would not work either.
+        assert networks_of(service) <= internal, f"{name} is on {networks_of(service) - internal}"
+        assert networks_of(service) & proxy_networks, f"the proxy cannot reach {name}"
+    # The proxy reaches no store: a compromised proxy still has no path to the data.
+    for name in STORES:
+        assert networks_of(all_services[name]) <= internal, name
+        assert not networks_of(all_services[name]) & proxy_networks, f"the proxy shares a network with {name}"
+
+
+def test_every_referenced_service_network_and_volume_is_declared() -> None:
+    spec = compose()
+    all_services = spec["services"]
+    declared_networks = set(spec.get("networks") or {}) | {"default"}
+    declared_volumes = set(spec.get("volumes") or {})
+    for name, service in all_services.items():
+        assert "image" in service or "build" in service, name
+        assert networks_of(service) <= declared_networks, name
+        depends = service.get("depends_on") or []
+        assert set(depends) <= set(all_services), f"{name} depends on {depends}"
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume["source"]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in declared_volumes, f"{name} uses undeclared volume {source}"
+
+
+# --- credentials --------------------------------------------------------------------------------
+def requires(value: Any, variable: str) -> bool:
+    """Whether a compose value takes `variable` with no default (`${VAR:?message}`)."""
+    return isinstance(value, str) and re.search(rf"\$\{{{variable}:?\?", value) is not None
+
+
+def test_secrets_come_from_variables_without_defaults() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for variable in SECRETS:
+        uses = re.findall(rf"\$\{{{variable}([^}}]*)\}}", text)
+        assert uses, f"{variable} is never used"
+        for rest in uses:
+            assert rest.startswith((":?", "?")), f"${{{variable}{rest}}} has a default or is optional"
+        # A literal next to the variable's name would be a default in disguise.
+        assert not re.search(rf"^\s*{variable}:\s*[^$\s]", text, re.MULTILINE), variable
+
+
+def test_production_security_defaults_are_not_turned_off() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "DJANGO_SECURE_COOKIES" not in text
+    for name, service in services().items():
+        for key, value in env(service).items():
+            if key.startswith("DJANGO_SECURE_"):
+                assert value is None, f"{name} sets {key}={value!r}: pass it through, or leave it out"
+        if "build" in service:
+            assert env(service)["DJANGO_SETTINGS_MODULE"] == "selfos.settings.production", name
+
+
+def test_weaviate_needs_the_api_key_and_the_app_has_it() -> None:
+    all_services = services()
+    weaviate = env(all_services["weaviate"])
+    assert str(weaviate["AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED"]).lower() == "false"
+    assert str(weaviate["AUTHENTICATION_APIKEY_ENABLED"]).lower() == "true"
+    assert requires(weaviate["AUTHENTICATION_APIKEY_ALLOWED_KEYS"], "WEAVIATE_API_KEY")
+    assert weaviate["AUTHENTICATION_APIKEY_USERS"]
+    assert not all_services["weaviate"].get("ports")
+    for name, service in all_services.items():
+        if "build" in service:
+            assert requires(env(service)["WEAVIATE_API_KEY"], "WEAVIATE_API_KEY"), name
+            assert env(service)["WEAVIATE_URL"] == "http://weaviate:8080", name
+
+
+def test_redis_and_postgres_need_passwords_the_app_uses() -> None:
+    all_services = services()
+    redis_args = argv(all_services["redis"]["command"])
+    assert redis_args[0] == "redis-server"  # the image's entrypoint drops root only for this
+    assert requires(option(redis_args, "--requirepass"), "REDIS_PASSWORD")
+    assert requires(env(all_services["db"])["POSTGRES_PASSWORD"], "POSTGRES_PASSWORD")
+    for name, service in all_services.items():
+        if "build" in service:
+            redis_url = env(service)["REDIS_URL"]
+            assert redis_url.startswith("redis://:${REDIS_PASSWORD:?"), name
+            assert redis_url.endswith("@redis:6379/0"), name
+            database_url = env(service)["DATABASE_URL"]
+            assert re.fullmatch(
+                r"postgres://selfos:\$\{POSTGRES_PASSWORD:\?[^}]*\}@db:5432/selfos", database_url
+            )
+
+
+def test_flower_requires_basic_auth_for_its_pages_and_api() -> None:
+    all_services = services()
+    flower = all_services["flower"]
+    assert requires(env(flower)["FLOWER_BASIC_AUTH"], "FLOWER_BASIC_AUTH")
+    for name, service in all_services.items():
+        assert "FLOWER_UNAUTHENTICATED_API" not in env(service), name
+    assert not any("unauthenticated" in arg for arg in argv(flower["command"]))
+
+
+def test_web_trusts_exactly_one_proxy_hop() -> None:
+    assert str(env(services()["web"])["NUM_PROXIES"]) == "1"
+
+
+# --- images -------------------------------------------------------------------------------------
+def pinned(image: str) -> bool:
+    """A digest, or a tag that starts with a full version (1.2.3): never latest, never `7`."""
+    if re.search(r"@sha256:[0-9a-f]{64}$", image):
+        return True
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:  # no tag at all (that colon was a registry's port)
+        return False
+    return re.match(r"v?\d+\.\d+\.\d+", tag) is not None
+
+
+def test_pinned_recognises_versions() -> None:
+    assert pinned("redis:7.4.6-alpine") and pinned("pgvector/pgvector:0.8.1-pg17")
+    assert pinned("caddy@sha256:" + "0" * 64)
+    for loose in ("redis", "redis:7", "redis:latest", "pgvector/pgvector:pg17", "host:5000/img"):
+        assert not pinned(loose), loose
+
+
+def test_every_image_is_pinned() -> None:
+    all_services = services()
+    for name, service in all_services.items():
+        if "image" in service:
+            assert pinned(service["image"]), f"{name}: {service['image']}"
+        else:
+            assert "build" in service, name
+    # The stores and the proxy by name: official or upstream images, so the pin means something.
+    assert all_services[PROXY]["image"].startswith("caddy:")
+    assert all_services["db"]["image"].startswith("pgvector/pgvector:")
+    assert all_services["redis"]["image"].startswith("redis:")
+    assert "semitechnologies/weaviate:" in all_services["weaviate"]["image"]
+    bases = [
+        next(a for a in args.split() if not a.startswith("--"))
+        for keyword, args in dockerfile()
+        if keyword == "FROM"
+    ]
+    assert bases and all(pinned(base) for base in bases), bases
+
+
+# --- Dockerfile and .dockerignore ---------------------------------------------------------------
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).strip().partition(" ")
+        instructions.append((keyword.upper(), " ".join(args.split())))
+        pending = ""
+    return instructions
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regex: `**` spans directories, `*` and `?` stay in one."""
+    assert "[" not in pattern and "\\" not in pattern, f"unsupported by this check: {pattern}"
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def dockerignored(path: str) -> bool:
+    """Whether Docker leaves `path` out of the build context: the last matching pattern decides,
+    `!` re-includes, and a pattern that matches a directory takes everything in it."""
+    ignored = False
+    parts = path.split("/")
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        regex = _pattern(posixpath.normpath(line.lstrip("!")).lstrip("/"))
+        if any(regex.match(candidate) for candidate in candidates):
+            ignored = not negate
+    return ignored
+
+
+KEPT_OUT = (
+    ".git/HEAD",
+    ".venv/bin/python",
+    "var/flower-auth",
+    "var/pgdata/PG_VERSION",
+    "var/models/model.onnx",
+    "bench/results/tmp/run.json",
+    "test-artifacts/report.xml",
+    "workers/__pycache__",
+    "workers/__pycache__/apps.cpython-311.pyc",
+    "__pycache__/x.pyc",
+    "tests/stray.pyc",
+    ".pytest_cache/v/cache/lastfailed",
+    ".ruff_cache/CACHEDIR.TAG",
+    "staticfiles/admin/css/base.css",
+    ".env",
+)
+NEEDED = (
+    "manage.py",
+    "requirements/production.txt",
+    "requirements/base.txt",
+    "selfos/settings/production.py",
+    "workers/memory/onnx_encoder.py",
+    "outbox/models.py",
+)
+
+
+def test_dockerignore_keeps_local_state_out_and_the_code_in() -> None:
+    for path in KEPT_OUT:
+        assert dockerignored(path), f"{path} would be copied into the image"
+    for path in NEEDED:
+        assert not dockerignored(path), f"{path} would be missing from the image"
+
+
+def test_dockerfile_copies_the_tree_only_through_the_dockerignore() -> None:
+    whole_tree = [
+        args
+        for keyword, args in dockerfile()
+        if keyword in {"COPY", "ADD"} and "." in [a for a in args.split() if not a.startswith("--")][:-1]
+    ]
+    if whole_tree:
+        assert (ROOT / ".dockerignore").exists()
+        for path in (".git/config", ".venv/pyvenv.cfg", "var/flower-auth"):
+            assert dockerignored(path), path
+
+
+def test_the_image_runs_as_a_fixed_non_root_uid_that_owns_var() -> None:
+    instructions = dockerfile()
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users, "no USER: the container runs as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, f"USER {users[-1]}: want a fixed numeric uid, not root"
+    last_user = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "USER")
+    runs_before = [args for keyword, args in instructions[:last_user] if keyword == "RUN"]
+    assert any(re.search(rf"chown -R {uid}(:\d+)? var\b", run) for run in runs_before), (
+        "var/ not given to the user"
+    )
+    # Nothing after USER switches back.
+    assert all(keyword != "USER" for keyword, _ in instructions[last_user + 1 :])
+
+
+def test_the_image_keeps_its_build_steps() -> None:
+    runs = " && ".join(args for keyword, args in dockerfile() if keyword == "RUN")
+    assert "pip install --no-cache-dir -r requirements/production.txt" in runs
+    assert "manage.py collectstatic --noinput" in runs
+    assert "manage.py memory prepare" in runs
+
+
+# --- Caddyfile ----------------------------------------------------------------------------------
+@dataclass
+class Block:
+    tokens: list[str]
+    children: list[Block] = field(default_factory=list)
+
+    def find(self, directive: str) -> list[Block]:
+        """Every line, at any depth, that starts with `directive`."""
+        found = [child for child in self.children if child.tokens[:1] == [directive]]
+        return found + [hit for child in self.children for hit in child.find(directive)]
+
+
+def caddyfile() -> Block:
+    """The Caddyfile as a tree of lines: a line ending in `{` opens a block, `}` closes it."""
+    root = Block([])
+    stack = [root]
+    for line in (ROOT / "deploy" / "Caddyfile").read_text().splitlines():
+        lexer = shlex.shlex(line, posix=True)
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        tokens = list(lexer)
+        if not tokens:
+            continue
+        if tokens == ["}"]:
+            stack.pop()
+            assert stack, "unbalanced } in the Caddyfile"
+        elif tokens[-1] == "{":
+            block = Block(tokens[:-1])
+            stack[-1].children.append(block)
+            stack.append(block)
+        else:
+            stack[-1].children.append(Block(tokens))
+    assert len(stack) == 1, "unclosed { in the Caddyfile"
+    return root
+
+
+def site(address: str) -> Block:
+    sites = [block for block in caddyfile().children if block.tokens == [address]]
+    assert len(sites) == 1, f"want one site for {address}, found {len(sites)}"
+    return sites[0]
+
+
+def test_caddy_sites_come_from_required_variables() -> None:
+    addresses = [block.tokens for block in caddyfile().children if block.tokens]
+    assert addresses == [["{$SELFOS_DOMAIN}"], ["{$FLOWER_DOMAIN}"]]
+    proxy_env = env(services()[PROXY])
+    for variable in ("SELFOS_DOMAIN", "FLOWER_DOMAIN", "CADDY_TLS"):
+        assert requires(proxy_env[variable], variable), variable
+    for address in ("{$SELFOS_DOMAIN}", "{$FLOWER_DOMAIN}"):
+        assert [b.tokens for b in site(address).find("tls")] == [["tls", "{$CADDY_TLS}"]], address
+    volumes = services()[PROXY]["volumes"]
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in volumes
+
+
+def assert_proxies_with_overwritten_headers(address: str, upstream: str) -> None:
+    proxies = site(address).find("reverse_proxy")
+    assert [p.tokens for p in proxies] == [["reverse_proxy", upstream]], address
+    headers = [child.tokens for child in proxies[0].children]
+    assert ["header_up", "X-Forwarded-Proto", "{scheme}"] in headers, address
+    assert ["header_up", "X-Forwarded-For", "{remote_host}"] in headers, address
+
+
+def test_caddy_proxies_to_web_and_flower_overwriting_the_forwarded_headers() -> None:
+    all_services = services()
+    web_port = option(argv(all_services["web"]["command"]), "--bind").rsplit(":", 1)[1]
+    flower_port = option(argv(all_services["flower"]["command"]), "--port")
+    assert_proxies_with_overwritten_headers("{$SELFOS_DOMAIN}", f"web:{web_port}")
+    assert_proxies_with_overwritten_headers("{$FLOWER_DOMAIN}", f"flower:{flower_port}")
+    # Trusting an incoming X-Forwarded-For would let any client choose its throttle key.
+    assert not caddyfile().find("trusted_proxies")
+
+
+def test_caddy_hides_flowers_unauthenticated_metrics_and_sends_hsts() -> None:
+    flower = site("{$FLOWER_DOMAIN}")
+    assert any(
+        block.tokens[1].startswith("/metrics") and block.tokens[-1] in {"403", "404"}
+        for block in flower.find("respond")
+    )
+    assert any(b.tokens[:2] == ["header", "Strict-Transport-Security"] for b in flower.find("header"))
