@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -17,6 +18,21 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+
+def lockout_response(request: Any, response: Any = None, credentials: Any = None) -> JsonResponse:
+    """django-axes: a login locked out after too many failures, as the API's JSON 429."""
+    from django.conf import settings
+
+    retry_after = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    return JsonResponse(
+        {
+            "detail": "Too many failed logins; try again later.",
+            "code": "login_locked_out",
+        },
+        status=status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def database_unavailable_response() -> dict[str, str]:

@@ -12,10 +12,13 @@ from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
+
+from selfos.api import lockout_response
 
 from . import services
 from .models import Goal, MediaAttachment, Project, Task
@@ -58,9 +61,16 @@ class TokenView(ObtainAuthToken):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
-    @extend_schema(responses={200: TokenSerializer})
+    @extend_schema(responses={200: TokenSerializer, 429: None})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            # django-axes marks a locked-out login on the request it was given, which here is
+            # DRF's wrapper, where its middleware does not look: answer the lockout ourselves.
+            if getattr(request, "axes_locked_out", False):
+                return lockout_response(request)
+            raise
 
 
 class OwnedViewSet(viewsets.ModelViewSet):

@@ -4,6 +4,7 @@ SECRET_KEY is set per environment: production.py reads it with no default, local
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "axes",
     "outbox",
     "tasks_app",
     "workers",
@@ -45,6 +47,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last: it turns a login locked out for too many failures into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "selfos.urls"
@@ -107,6 +111,24 @@ STORAGES = {
 # Requests larger than this get a JSON 413 instead of being parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_BODY_BYTES", default=1_048_576)
 
+# --- Failed logins (django-axes) --------------------------------------------
+# The token endpoint and the admin login lock out a username after this many failures, from
+# any address, and an address after this many, for any username, until the cool-off ends.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("SELFOS_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("SELFOS_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "selfos.api.lockout_response"
+# The client's address as DRF's throttles see it: X-Forwarded-For only behind trusted proxies.
+AXES_IPWARE_PROXY_COUNT = env.int("DJANGO_NUM_PROXIES", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if AXES_IPWARE_PROXY_COUNT else ("REMOTE_ADDR",)
+)
+
 # --- REST framework -------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -117,9 +139,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "selfos.api.Pagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "selfos.api.exception_handler",
+    # Every authenticated request counts against its user; register and token against the
+    # client's address ("auth"); memory search, which runs the model in the web process, has
+    # a tighter scope of its own. A 429 carries Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "auth": env("SELFOS_AUTH_THROTTLE", default="20/minute"),
+        "user": env("SELFOS_USER_THROTTLE", default="600/minute"),
+        "memory_search": env("SELFOS_SEARCH_THROTTLE", default="30/minute"),
     },
+    # How many reverse proxies stand in front (their X-Forwarded-For entries are trusted);
+    # 0 means the header is ignored and the connection's address counts.
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 

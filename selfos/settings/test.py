@@ -15,7 +15,13 @@ STATIC_ROOT = None  # nothing collected here: files come from the apps (finders)
 REDIS_URL = env("TEST_REDIS_URL", default=urlunsplit(urlsplit(REDIS_URL)._replace(path="/15")))  # noqa: F405
 CELERY_BROKER_URL = REDIS_URL
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth": "1000/minute"}  # noqa: F405
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # noqa: F405
+    "auth": "1000/minute",
+    "user": "100000/minute",
+    "memory_search": "100000/minute",
+}
+# Off but in the tests about it: client.login() authenticates without a request, which axes refuses.
+AXES_ENABLED = False
 OUTBOX = {**OUTBOX, "RELAY_INTERVAL": 0.2, "SWEEP_INTERVAL": 0.5}
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 # Close connections after every Celery task and request, so the in-thread test

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from . import recall
@@ -28,6 +29,10 @@ class MemorySearchSerializer(serializers.Serializer):
 
 class MemorySearchView(APIView):
     """Semantic search over the caller's own remembered (completed) tasks, best first."""
+
+    # The embedding model runs in the web process: a scope tighter than the per-user one.
+    throttle_classes = [UserRateThrottle, ScopedRateThrottle]
+    throttle_scope = "memory_search"
 
     @extend_schema(parameters=[MemorySearchQuerySerializer], responses={200: MemorySearchSerializer})
     def get(self, request: Request) -> Response:
