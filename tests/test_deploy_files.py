@@ -265,7 +265,7 @@ def test_flower_requires_basic_auth_for_its_pages_and_api() -> None:
 
 
 def test_web_trusts_exactly_one_proxy_hop() -> None:
-    assert str(env(services()["web"])["NUM_PROXIES"]) == "1"
+    assert str(env(services()["web"])["DJANGO_NUM_PROXIES"]) == "1"
 
 
 # --- images -------------------------------------------------------------------------------------
