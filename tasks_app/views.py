@@ -140,12 +140,18 @@ class TaskViewSet(OwnedViewSet):
     )
     @action(detail=True, methods=["get", "post"], serializer_class=MediaAttachmentSerializer)
     def media(self, request: Request, pk: str | None = None) -> Response:
-        """List the task's media, or attach one (kind, url, caption)."""
+        """List the task's media (paginated), or attach one (kind, url, caption): at most
+        SELFOS_MAX_MEDIA_PER_TASK (50 by default) a task; past that, a 400."""
         task = self.get_object()
         if request.method == "GET":
             page = self.paginate_queryset(MediaAttachment.objects.filter(task=task))
             return self.get_paginated_response(MediaAttachmentSerializer(page, many=True).data)
-        serializer = MediaAttachmentSerializer(data=request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        serializer.save(task=task)
+        serializer = MediaAttachmentSerializer(
+            data=request.data, context={**self.get_serializer_context(), "task": task}
+        )
+        # One transaction: validation counts the task's media under a lock on the task, held
+        # until the new attachment is saved (the cap, SELFOS_MAX_MEDIA_PER_TASK).
+        with transaction.atomic():
+            serializer.is_valid(raise_exception=True)
+            serializer.save(task=task)
         return Response(serializer.data, status=status.HTTP_201_CREATED)

@@ -242,6 +242,20 @@ WEAVIATE_COLLECTION = env("WEAVIATE_COLLECTION", default="TaskMemory")
 MEMORY_EMBEDDING_RUNTIME = env("MEMORY_EMBEDDING_RUNTIME", default="onnx")
 MEMORY_MODEL_CACHE = env.path("MEMORY_MODEL_CACHE", default=BASE_DIR / "var" / "models")
 
+# Caps on what one user can make the service store or compute; past one, the API answers a
+# 400 that names the limit and changes nothing.
+# Media attachments on one task (each is copied into memory, the story and its prompt).
+SELFOS_MAX_MEDIA_PER_TASK = env.int("SELFOS_MAX_MEDIA_PER_TASK", default=50)
+# How many of them a task's own response nests; the rest are a page away at `media_url`.
+SELFOS_TASK_MEDIA_PREVIEW = env.int("SELFOS_TASK_MEDIA_PREVIEW", default=10)
+# Active push devices per user (every push goes to each one).
+SELFOS_MAX_DEVICES_PER_USER = env.int("SELFOS_MAX_DEVICES_PER_USER", default=10)
+# A push token's length in UTF-8 bytes (FCM's are ~160, APNs' 64, a Web Push subscription < 1 kB).
+SELFOS_MAX_DEVICE_TOKEN_BYTES = env.int("SELFOS_MAX_DEVICE_TOKEN_BYTES", default=4096)
+# A memory search's query, in characters: the embedding model reads at most 256 word pieces
+# (~1,000 characters of English) and ignores the rest, so a longer query buys nothing.
+SELFOS_MAX_SEARCH_QUERY_CHARS = env.int("SELFOS_MAX_SEARCH_QUERY_CHARS", default=500)
+
 # --- Metrics -------------------------------------------------------------------
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -13,7 +14,12 @@ from . import recall
 
 
 class MemorySearchQuerySerializer(serializers.Serializer):
-    q = serializers.CharField(max_length=1000, trim_whitespace=True, help_text="What to look for, in words.")
+    # SELFOS_MAX_SEARCH_QUERY_CHARS (500 by default), read at start so the schema documents it.
+    q = serializers.CharField(
+        max_length=settings.SELFOS_MAX_SEARCH_QUERY_CHARS,
+        trim_whitespace=True,
+        help_text=f"What to look for, in words: at most {settings.SELFOS_MAX_SEARCH_QUERY_CHARS} characters.",
+    )
     k = serializers.IntegerField(min_value=1, max_value=50, default=5, help_text="How many results, 1 to 50.")
 
 
