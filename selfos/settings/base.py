@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "outbox",
     "tasks_app",
     "workers",
+    "accounts",
 ]
 
 MIDDLEWARE = [
