@@ -186,6 +186,26 @@ class WeaviateStore:
         ]
         return hits[:k]
 
+    def drop_tenant(self, owner_id: int) -> None:
+        """Forget a user: drop their tenant, every memory in it. Idempotent: no tenant, no error.
+
+        Raises StoreUnavailable when Weaviate cannot be reached or refuses; the caller logs it,
+        and `manage.py memory forget-user ID` runs this again.
+        """
+        from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
+
+        tenant = tenant_of(owner_id)
+        try:
+            self.client().collections.use(self.collection_name).tenants.remove([tenant])
+        except UnexpectedStatusCodeError as exc:
+            # Weaviate versions differ on a tenant that is not there: 200, or a 404/422 saying so.
+            if exc.status_code in (404, 422) and "not found" in str(exc).lower():
+                return
+            raise StoreUnavailable(f"weaviate drop tenant {tenant}: {exc}") from exc
+        except WeaviateBaseError as exc:
+            raise StoreUnavailable(f"weaviate drop tenant {tenant}: {exc}") from exc
+        logger.info("memory: dropped Weaviate tenant %s of user %s", tenant, owner_id)
+
     def vector_of(self, owner_id: int, task_id: str) -> np.ndarray | None:
         from weaviate.exceptions import WeaviateBaseError, WeaviateQueryError
         from weaviate.util import generate_uuid5

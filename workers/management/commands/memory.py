@@ -1,5 +1,5 @@
-"""`manage.py memory prepare|reindex|search`: make the embedding model ready, rebuild semantic
-memory from the tasks, or try a search."""
+"""`manage.py memory prepare|reindex|search|forget-user`: make the embedding model ready, rebuild
+semantic memory from the tasks, try a search, or drop a deleted user's store tenant again."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from tasks_app.models import Task
-from workers.memory import embedding, recall
+from workers.memory import embedding, forget, recall
 from workers.memory.items import items_for
-from workers.memory.stores import get_store
+from workers.memory.stores import StoreUnavailable, get_store
 
 
 class Command(BaseCommand):
@@ -31,9 +32,13 @@ class Command(BaseCommand):
         search.add_argument("user", type=int)
         search.add_argument("query")
         search.add_argument("-k", type=int, default=5)
+        forget_user = sub.add_parser(
+            "forget-user", help="drop a deleted user's tenant from the vector store (Weaviate); idempotent"
+        )
+        forget_user.add_argument("user", type=int, help="the deleted user's id")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        getattr(self, f"do_{action}")(**options)
+        getattr(self, f"do_{action.replace('-', '_')}")(**options)
 
     def do_prepare(self, **options: Any) -> None:
         # Run before the workers start, so they find the ONNX file made and checked.
@@ -68,3 +73,16 @@ class Command(BaseCommand):
     def do_search(self, user: int, query: str, k: int, **options: Any) -> None:
         for hit in recall.search(user, query, k):
             self.stdout.write(f"{hit.score:.3f}  {hit.title}  ({hit.task_id})")
+
+    def do_forget_user(self, user: int, **options: Any) -> None:
+        # The retry for an account deletion whose after-commit tenant drop failed (Weaviate away).
+        if get_user_model().objects.filter(pk=user).exists():
+            raise CommandError(f"user {user} still exists: delete the account (DELETE /api/me/) instead")
+        try:
+            dropped = forget.drop_tenant(user)
+        except StoreUnavailable as exc:
+            raise CommandError(f"the vector store is unavailable, try again later: {exc}") from exc
+        if dropped:
+            self.stdout.write(f"dropped the {settings.MEMORY_STORE} tenant of user {user}")
+        else:
+            self.stdout.write(f"{settings.MEMORY_STORE} keeps no tenant per user: nothing to drop")
