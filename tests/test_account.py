@@ -20,10 +20,10 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from accounts import export
 from outbox import audit
 from outbox.delivery import run_deliveries
 from outbox.models import Delivery, OutboxEvent
+from selfos.accounts import export
 from tasks_app import services
 from tasks_app.models import Goal, MediaAttachment, Project, Task
 from workers.memory import stores as vectorstores

@@ -33,7 +33,6 @@ INSTALLED_APPS = [
     "outbox",
     "tasks_app",
     "workers",
-    "accounts",
 ]
 
 MIDDLEWARE = [
