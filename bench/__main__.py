@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from . import suites
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -34,7 +36,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SUITES = ("write", "relay", "latency", "sustained", "backlog", "retention", "embedding", "search")
+SUITES = tuple(suites.MODULES)  # in the table's order
 
 
 def setup_django() -> None:
@@ -68,8 +70,6 @@ def main(argv: list[str]) -> int:
     setup_django()
     from django.core.management import call_command
 
-    from . import suites
-
     call_command("migrate", verbosity=0)
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
     rows: list[dict[str, Any]] = []
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     for name in chosen:
         print(f"bench: running {name} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        rows += [{"suite": name, **row} for row in suites.ALL[name](quick=args.quick)]
+        rows += [{"suite": name, **row.to_json()} for row in suites.run(name, quick=args.quick)]
         print(f"bench: {name} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: SUITES.index(r["suite"]) if r.get("suite") in SUITES else 99)
     print_table(rows)

@@ -31,9 +31,14 @@ def main(argv: list[str]) -> int:
 
     newest = OutboxEvent.objects.filter(type="task.completed").order_by("-id").values_list("id", flat=True)
     ids = list(newest[args.skip : args.skip + args.events])
-    deliveries = list(Delivery.objects.filter(event_id__in=ids, status="succeeded").select_related("event"))
+    deliveries = list(
+        Delivery.objects.filter(event_id__in=ids, status=Delivery.Status.SUCCEEDED).select_related("event")
+    )
     attempts = {
-        a.delivery_id: a for a in DeliveryAttempt.objects.filter(delivery__in=deliveries, outcome="succeeded")
+        a.delivery_id: a
+        for a in DeliveryAttempt.objects.filter(
+            delivery__in=deliveries, outcome=DeliveryAttempt.Outcome.SUCCEEDED
+        )
     }
 
     def median_ms(values: list[float]) -> str:

@@ -104,9 +104,10 @@ class PgVectorStore:
         k: int,
         exclude: str | None = None,
         before: datetime | None = None,
+        ef_search: int | None = None,
     ) -> list[Hit]:
         with transaction.atomic():
-            nearest = self.nearest(owner_id, vector, k, exclude, before)
+            nearest = self.nearest(owner_id, vector, k, exclude, before, ef_search)
             rows = list(nearest.values_list("task_id", "title", "distance"))
         return [Hit(task_id=str(t), title=title, score=round(1 - float(d), 4)) for t, title, d in rows]
 
@@ -117,8 +118,10 @@ class PgVectorStore:
         k: int,
         exclude: str | None = None,
         before: datetime | None = None,
+        ef_search: int | None = None,
     ) -> QuerySet[MemoryEntry]:
-        """The owner's k nearest rows; sets the scan strategy for the current transaction."""
+        """The owner's k nearest rows; sets the scan strategy for the current transaction.
+        `ef_search` (HNSW candidates) defaults to EF_SEARCH; the benchmark sweeps it."""
         owned = MemoryEntry.objects.filter(owner_id=owner_id)
         with connection.cursor() as cursor:
             # "More than EXACT_SCAN_MAX rows?" reads one row past the limit, not all of them.
@@ -127,7 +130,8 @@ class PgVectorStore:
                 cursor.execute("SET LOCAL enable_indexscan = off")
             else:
                 cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(EF_SEARCH, 4 * k))])
+                ef = EF_SEARCH if ef_search is None else ef_search
+                cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(ef, 4 * k))])
         qs = owned.exclude(task_id=exclude) if exclude else owned
         if before:
             qs = qs.filter(completed_at__lt=before)
