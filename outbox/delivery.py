@@ -15,7 +15,8 @@ For each delivery id in a message it:
   transaction (a savepoint each, so one failure stays its own), committing every
   GROUP_COMMIT_SECONDS: one claim, one success update and one commit per group
   instead of per delivery, while no row stays locked for long. Subscribers with
-  `atomic=False` (side effects outside the database) keep a transaction each;
+  `atomic=False` (side effects outside the database) keep a transaction each (the same
+  loop, with a group of one);
 - on failure rolls the handler's writes back and records the attempt (`outcomes`);
 - when the outcome cannot be recorded at all (the database went away mid-message),
   raises, and `message.run_message` sends the Celery message again.
@@ -62,9 +63,7 @@ def run_deliveries(
         counts = _run_batch(sub, delivery_ids, context)
         if counts is not None:
             return counts
-    if sub.atomic:
-        return _run_grouped(sub, delivery_ids, context, own)
-    return dict(Counter(_run_one(sub, i, context, log_skip=i in own) for i in delivery_ids))
+    return _run_grouped(sub, delivery_ids, context, own)
 
 
 def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
@@ -114,8 +113,13 @@ def _event(delivery: Delivery) -> Event:
 def _run_grouped(
     sub: Subscriber, delivery_ids: Sequence[int], context: dict[str, str], own: frozenset[int]
 ) -> dict[str, int]:
-    """Each delivery in its own savepoint; as many per transaction as fit in the group budget."""
-    budget = conf.get("GROUP_COMMIT_SECONDS")
+    """Each delivery in its own savepoint; as many per transaction as fit in the group budget.
+
+    A subscriber that is not atomic gets no savepoint (what its handler wrote before raising
+    is kept, committed with the failure) and so a transaction of its own per delivery: a
+    budget of zero ends each group after its first delivery.
+    """
+    budget = conf.get("GROUP_COMMIT_SECONDS") if sub.atomic else 0.0
     counts: Counter[str] = Counter()
     remaining = list(delivery_ids)
     while remaining:
@@ -137,7 +141,7 @@ def _run_grouped(
                     break
                 started_at, clock = timezone.now(), time.perf_counter()
                 try:
-                    with transaction.atomic():
+                    with transaction.atomic() if sub.atomic else contextlib.nullcontext():
                         sub.handler(_event(delivery))
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
                     _reraise_if_database_gone(exc)
@@ -157,26 +161,6 @@ def _log_skip(delivery_id: int, sub: Subscriber) -> None:
         sub.name,
         extra={"delivery_id": delivery_id, "subscriber": sub.name},
     )
-
-
-def _run_one(sub: Subscriber, delivery_id: int, context: dict[str, str], log_skip: bool = True) -> str:
-    started_at = timezone.now()
-    clock = time.perf_counter()
-    with transaction.atomic():
-        claimed = _claim(sub.name, [delivery_id])
-        if not claimed:
-            if log_skip:
-                _log_skip(delivery_id, sub)
-            return "skipped"
-        delivery = claimed[0]
-        try:
-            with transaction.atomic() if sub.atomic else contextlib.nullcontext():
-                sub.handler(_event(delivery))
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
-            _reraise_if_database_gone(exc)
-            return record_failure(sub, delivery, exc, started_at, clock, context)
-        record_success([(delivery, started_at, (time.perf_counter() - clock) * 1000)], context)
-        return "succeeded"
 
 
 def _run_batch(

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import transaction
 
-from outbox.api import is_infrastructure_fault
 from tasks_app.models import Task
 
 from . import embedding
@@ -43,9 +42,8 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
             if vector is None:  # the story may run before memory has indexed this task
                 vector = embedding.embed([memory_text(task)])[0]
             hits = store.search(task.owner_id, vector, k, exclude=str(task.pk), before=task.completed_at)
-    except (StoreUnavailable, DatabaseError) as exc:
-        if is_infrastructure_fault(exc):
-            # Our own database is away: the story is retried, not written without its memories.
-            raise
+    except StoreUnavailable as exc:
+        # Only a store that is down. Our own database being away (an OperationalError) is
+        # not caught: the story is retried, not written without its memories.
         raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return [as_dict(h) for h in hits]
