@@ -7,7 +7,7 @@
   loosens it is read from the environment (turning them off brings their warnings back).
 - /metrics in production needs the token, even from loopback (where a local proxy's requests
   come from); local and test keep the loopback allow-list.
-- The admin's bulk actions need the change permission.
+- The admin's bulk actions need the change permission (tests/test_admin_permissions.py).
 - Flower's password file is owner-only from the moment it exists.
 """
 
