@@ -1,7 +1,13 @@
 """The domain models in the Django admin."""
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from . import services
 from .models import Goal, MediaAttachment, Project, Task
 
 
@@ -10,8 +16,25 @@ class MediaInline(admin.TabularInline):
     extra = 0
 
 
+class DeleteThroughServices(admin.ModelAdmin):
+    """Deletes, single and bulk, go through the service function, so they emit the API's event
+    and every subscriber forgets the row (the admin's own delete would write no event)."""
+
+    delete_service: Any  # the model's delete service from tasks_app.services
+    delete_related: tuple[str, ...] = ()  # what the service reads of each row (select_related)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_service(obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for obj in queryset.select_related(*self.delete_related):
+            self.delete_service(obj)
+
+
 @admin.register(Goal)
-class GoalAdmin(admin.ModelAdmin):
+class GoalAdmin(DeleteThroughServices):
+    delete_service = staticmethod(services.delete_goal)
     list_display = ("title", "owner", "status", "target_date", "created_at")
     list_filter = ("status",)
     search_fields = ("title", "owner__username", "=id")
@@ -19,7 +42,8 @@ class GoalAdmin(admin.ModelAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(DeleteThroughServices):
+    delete_service = staticmethod(services.delete_project)
     list_display = ("title", "owner", "goal", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("title", "owner__username", "=id")
@@ -27,7 +51,9 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(DeleteThroughServices):
+    delete_service = staticmethod(services.delete_task)
+    delete_related = ("project",)
     list_display = ("title", "owner", "project", "status", "completed_at", "due_date")
     list_filter = ("status",)
     search_fields = ("title", "owner__username", "=id")

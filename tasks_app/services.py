@@ -11,7 +11,7 @@ from django.utils import timezone
 from outbox.api import publish
 
 from . import events
-from .models import Task
+from .models import Goal, Project, Task
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,37 @@ def delete_task(task: Task) -> None:
     payload = events.task_payload(task)
     publish(events.TASK_DELETED, task, payload, version=events.TASK_PAYLOAD_VERSION)
     task.delete()
+    logger.info("task %s of user %s deleted", payload["task_id"], payload["user_id"])
+
+
+@transaction.atomic
+def delete_project(project: Project) -> None:
+    """Delete a project and record `project.deleted`; its tasks stay, without a project.
+
+    The row is locked first: a task added to the project meanwhile (its insert locks the
+    project's key) waits, so the payload names every task that loses the project.
+    """
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    task_ids = list(Task.objects.filter(project=locked).order_by("pk").values_list("pk", flat=True))
+    payload = events.project_deleted_payload(locked, task_ids)
+    publish(events.PROJECT_DELETED, locked, payload, version=events.DELETE_PAYLOAD_VERSION)
+    locked.delete()
+    logger.info(
+        "project %s of user %s deleted (%d tasks kept)", payload["project_id"], locked.owner_id, len(task_ids)
+    )
+
+
+@transaction.atomic
+def delete_goal(goal: Goal) -> None:
+    """Delete a goal and record `goal.deleted`; its projects stay, without a goal."""
+    locked = Goal.objects.select_for_update().get(pk=goal.pk)
+    project_ids = list(Project.objects.filter(goal=locked).order_by("pk").values_list("pk", flat=True))
+    payload = events.goal_deleted_payload(locked, project_ids)
+    publish(events.GOAL_DELETED, locked, payload, version=events.DELETE_PAYLOAD_VERSION)
+    locked.delete()
+    logger.info(
+        "goal %s of user %s deleted (%d projects kept)", payload["goal_id"], locked.owner_id, len(project_ids)
+    )
 
 
 def _refresh(target: Task, source: Task) -> None:

@@ -90,6 +90,9 @@ class GoalViewSet(OwnedViewSet):
     queryset = Goal.objects.none()  # the model, for drf-spectacular (it has no request user)
     serializer_class = GoalSerializer
 
+    def perform_destroy(self, instance: Goal) -> None:
+        services.delete_goal(instance)
+
 
 class ProjectViewSet(OwnedViewSet):
     model = Project
@@ -98,6 +101,9 @@ class ProjectViewSet(OwnedViewSet):
 
     def get_queryset(self) -> QuerySet[Project]:
         return super().get_queryset().select_related("goal")
+
+    def perform_destroy(self, instance: Project) -> None:
+        services.delete_project(instance)
 
 
 class TaskViewSet(OwnedViewSet):

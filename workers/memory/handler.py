@@ -5,6 +5,10 @@ completed now is upserted (deterministic id: the task's), one that is not (reope
 deleted) is removed. Upserts are idempotent, so repeats and replays change nothing.
 When deliveries pile up, one message carries many of them and they are embedded in
 one model call (the batch handler); one at a time otherwise.
+A deleted project's tasks stay, without it: `project.deleted` names them, and they are
+embedded again from their current state (their text named the project). The tasks are
+locked while they are embedded, so a delete waits for the upsert to commit and its own
+delivery then removes the row; an upsert that runs after a delete finds no task.
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ import logging
 from collections.abc import Sequence
 
 from outbox.api import Event, RetryPolicy, subscriber
-from tasks_app.events import TASK_COMPLETED, TASK_DELETED, TASK_PAYLOAD_VERSION, TASK_REOPENED
+from tasks_app.events import (
+    DELETE_PAYLOAD_VERSION,
+    PROJECT_DELETED,
+    TASK_COMPLETED,
+    TASK_DELETED,
+    TASK_PAYLOAD_VERSION,
+    TASK_REOPENED,
+)
 from tasks_app.models import Task
 
 from ..queues import Queue
@@ -23,24 +34,36 @@ from .stores import get_store
 logger = logging.getLogger(__name__)
 
 
+def subjects(event: Event) -> list[tuple[int, str]]:
+    """The (owner, task) pairs an event is about."""
+    if event.type == PROJECT_DELETED:
+        event.require("task_ids", "user_id", version=DELETE_PAYLOAD_VERSION)
+        return [(int(event.payload["user_id"]), str(t)) for t in event.payload["task_ids"]]
+    event.require("task_id", "user_id", version=TASK_PAYLOAD_VERSION)
+    return [(int(event.payload["user_id"]), str(event.payload["task_id"]))]
+
+
 def index_events(events: Sequence[Event]) -> None:
-    for event in events:
-        event.require("task_id", "user_id", version=TASK_PAYLOAD_VERSION)
-    task_ids = {e.payload["task_id"] for e in events}
+    pairs = {pair for e in events for pair in subjects(e)}
+    task_ids = {task_id for _, task_id in pairs}
     # Whatever the event said, the task's state now decides: completed -> remembered.
+    # Locked (no key; in pk order, so two batches never wait on each other in a cycle) until
+    # this delivery commits: a delete waits for the upsert and then its own delivery removes it.
     completed = list(
         Task.objects.filter(pk__in=task_ids, status=Task.Status.COMPLETED)
+        .select_for_update(of=("self",), no_key=True)
         .select_related("project")
         .prefetch_related("media")
+        .order_by("pk")
     )
     store = get_store()
     if completed:
         store.upsert(items_for(completed))
     remembered = {str(t.pk) for t in completed}
     gone: dict[int, set[str]] = {}
-    for e in events:
-        if e.payload["task_id"] not in remembered:
-            gone.setdefault(int(e.payload["user_id"]), set()).add(e.payload["task_id"])
+    for owner_id, task_id in pairs:
+        if task_id not in remembered:
+            gone.setdefault(owner_id, set()).add(task_id)
     for owner_id, ids in gone.items():
         store.delete(owner_id, sorted(ids))
     logger.info(
@@ -53,7 +76,7 @@ def index_events(events: Sequence[Event]) -> None:
 
 @subscriber(
     "memory",
-    events=[TASK_COMPLETED, TASK_REOPENED, TASK_DELETED],
+    events=[TASK_COMPLETED, TASK_REOPENED, TASK_DELETED, PROJECT_DELETED],
     queue=Queue.MEMORY,
     retry=RetryPolicy(max_retries=6, backoff=2, backoff_max=300),
     batch_handler=index_events,

@@ -7,6 +7,9 @@ push fails transiently, and the retry pushes only to those still without one.
 Quiet hours delay the push (not the in-app notification) until they end: the delivery
 is deferred (`outbox.api.Deferred`) and the sweeper runs it again then, so a push that
 fails after the quiet hours retries with the subscriber's own policy, attempts recorded.
+A deleted task, project or goal takes its notifications (and their receipts) with it. The
+subject is locked while its notification is made, so a delete waits for that and its own
+delivery then finds the notification; one made after a delete finds no subject and is not made.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import uuid
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from django.db import transaction
 from django.utils import timezone
 
 from outbox.api import Deferred, Event, RetryPolicy, TransientError, subscriber
-from tasks_app.events import TASK_COMPLETED
+from tasks_app.events import GOAL_DELETED, PROJECT_DELETED, TASK_COMPLETED, TASK_DELETED
 from tasks_app.models import Goal, Project, Task
 
 from ..events import GOAL_REACHED, PROJECT_COMPLETED
@@ -38,7 +42,7 @@ NOTIFICATION_ID_NAMESPACE = uuid.UUID("5f0c7d4e-2b8a-4c1e-9a57-3d6e1f0b8c21")
 
 @subscriber(
     "notifications",
-    events=[TASK_COMPLETED, PROJECT_COMPLETED, GOAL_REACHED],
+    events=[TASK_COMPLETED, PROJECT_COMPLETED, GOAL_REACHED, TASK_DELETED, PROJECT_DELETED, GOAL_DELETED],
     queue=Queue.NOTIFICATIONS,
     retry=RetryPolicy(max_retries=8, backoff=2, backoff_max=300),
     atomic=False,
@@ -46,6 +50,9 @@ NOTIFICATION_ID_NAMESPACE = uuid.UUID("5f0c7d4e-2b8a-4c1e-9a57-3d6e1f0b8c21")
 )
 def notify(event: Event) -> None:
     event.require("user_id", version=1)
+    if event.type in FORGET:
+        forget(event)
+        return
     notification = ensure_notification(event)
     if notification is None:
         return
@@ -62,42 +69,67 @@ def notify(event: Event) -> None:
     push(notification)
 
 
+# A deleted subject's id, as its notifications' data names it.
+FORGET = {TASK_DELETED: "task_id", PROJECT_DELETED: "project_id", GOAL_DELETED: "goal_id"}
+
+
+def forget(event: Event) -> None:
+    """Delete the notifications about the deleted task, project or goal (receipts cascade)."""
+    key = FORGET[event.type]
+    event.require(key, "user_id", version=1)
+    subject_id = str(event.payload[key])
+    _, by_model = Notification.objects.filter(
+        owner_id=event.payload["user_id"], data__contains={key: subject_id}
+    ).delete()
+    logger.info(
+        "notifications: %s %s forgotten: %d notifications removed (event %s)",
+        key,
+        subject_id,
+        by_model.get(Notification._meta.label, 0),
+        event.id,
+    )
+
+
 def ensure_notification(event: Event) -> Notification | None:
     """The in-app notification of this event, made once (keyed by the event)."""
     existing = Notification.objects.filter(event_id=event.id).first()
     if existing:
         return existing
-    content = _content(event)
-    if content is None:
-        logger.info("notifications: the subject of event %s is gone; nothing to notify", event.id)
-        return None
-    title, body, data = content
-    notification, _ = Notification.objects.get_or_create(
-        event_id=event.id,
-        defaults={
-            "id": uuid.uuid5(NOTIFICATION_ID_NAMESPACE, str(event.id)),
-            "owner_id": event.payload["user_id"],
-            "kind": event.type,
-            "title": title,
-            "body": body,
-            "data": data,
-        },
-    )
+    # The subject stays locked until the notification is committed: a delete waits for it.
+    with transaction.atomic():
+        content = _content(event)
+        if content is None:
+            logger.info("notifications: the subject of event %s is gone; nothing to notify", event.id)
+            return None
+        title, body, data = content
+        notification, _ = Notification.objects.get_or_create(
+            event_id=event.id,
+            defaults={
+                "id": uuid.uuid5(NOTIFICATION_ID_NAMESPACE, str(event.id)),
+                "owner_id": event.payload["user_id"],
+                "kind": event.type,
+                "title": title,
+                "body": body,
+                "data": data,
+            },
+        )
     return notification
 
 
 def _content(event: Event) -> tuple[str, str, dict[str, str]] | None:
     if event.type == TASK_COMPLETED:
-        task = Task.objects.filter(pk=event.payload.get("task_id")).first()
+        task = Task.objects.select_for_update(no_key=True).filter(pk=event.payload.get("task_id")).first()
         if task is None:
             return None
         return "Task completed", f"🎉 You completed “{task.title}”!", {"task_id": str(task.pk)}
     if event.type == PROJECT_COMPLETED:
-        project = Project.objects.filter(pk=event.payload.get("project_id")).first()
+        project = (
+            Project.objects.select_for_update(no_key=True).filter(pk=event.payload.get("project_id")).first()
+        )
         if project is None:
             return None
         return "Project complete", f"🏁 “{project.title}” is done.", {"project_id": str(project.pk)}
-    goal = Goal.objects.filter(pk=event.payload.get("goal_id")).first()
+    goal = Goal.objects.select_for_update(no_key=True).filter(pk=event.payload.get("goal_id")).first()
     if goal is None:
         return None
     return "Goal reached", f"🏆 You reached “{goal.title}”!", {"goal_id": str(goal.pk)}
