@@ -87,6 +87,22 @@ def test_a_goal_waits_for_all_its_projects(user) -> None:
     assert goal.progress_percent == Decimal("50.00")
 
 
+def test_a_deleted_project_moves_its_goal(user) -> None:
+    """The goal is the mean of its live projects: deleting the unfinished one finishes it."""
+    goal = GoalFactory(owner=user)
+    done = TaskFactory(owner=user, project=ProjectFactory(owner=user, goal=goal))
+    unfinished = ProjectFactory(owner=user, goal=goal)
+    TaskFactory(owner=user, project=unfinished)
+    deliver("progress", complete(done))
+    goal.refresh_from_db()
+    assert goal.progress_percent == Decimal("50.00")
+    services.delete_project(unfinished)
+    deliver("progress", OutboxEvent.objects.get(type="project.deleted"))
+    goal.refresh_from_db()
+    assert (goal.progress_percent, goal.status) == (Decimal("100.00"), Goal.Status.REACHED)
+    assert len(events_of("goal.reached")) == 1
+
+
 def test_reopened_then_finished_again_emits_again(user) -> None:
     project = ProjectFactory(owner=user, goal=None)
     task = TaskFactory(owner=user, project=project)

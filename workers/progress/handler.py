@@ -21,7 +21,14 @@ from decimal import Decimal
 from django.utils.dateparse import parse_datetime
 
 from outbox.api import Event, RetryPolicy, publish, subscriber
-from tasks_app.events import TASK_COMPLETED, TASK_DELETED, TASK_PAYLOAD_VERSION, TASK_REOPENED
+from tasks_app.events import (
+    DELETE_PAYLOAD_VERSION,
+    PROJECT_DELETED,
+    TASK_COMPLETED,
+    TASK_DELETED,
+    TASK_PAYLOAD_VERSION,
+    TASK_REOPENED,
+)
 from tasks_app.models import Goal, Project
 
 from ..events import GOAL_REACHED, PROJECT_COMPLETED
@@ -34,12 +41,18 @@ logger = logging.getLogger(__name__)
 
 @subscriber(
     "progress",
-    events=[TASK_COMPLETED, TASK_REOPENED, TASK_DELETED],
+    events=[TASK_COMPLETED, TASK_REOPENED, TASK_DELETED, PROJECT_DELETED],
     queue=Queue.PROGRESS,
     retry=RetryPolicy(max_retries=5, backoff=1, backoff_max=60),
     task_name="workers.progress.update_progress",
 )
 def update_progress(event: Event) -> None:
+    if event.type == PROJECT_DELETED:
+        # The goal's percent is the mean of its live projects: one fewer, recompute it.
+        event.require("user_id", "goal_id", version=DELETE_PAYLOAD_VERSION)
+        if event.payload["goal_id"]:
+            _update_goal(event.payload["goal_id"], event.id)
+        return
     event.require("user_id", version=TASK_PAYLOAD_VERSION)
     project_id = event.payload.get("project_id")
     if not project_id:
