@@ -1,7 +1,8 @@
 """The story subscriber: one segment per completed task, drawing on media, progress and memory."""
 
+import psycopg
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from rest_framework.test import APIClient
 
 from outbox.models import Delivery, OutboxEvent
@@ -11,6 +12,7 @@ from workers.memory import recall
 from workers.memory.recall import MemoryUnavailable
 from workers.memory.stores import StoreUnavailable
 from workers.models import StorySegment
+from workers.story import writers
 from workers.story.writers import StoryContext, TemplateWriter
 
 from .conftest import deliver
@@ -196,3 +198,34 @@ def test_our_own_database_failing_under_recall_retries_the_story_instead_of_tell
     delivery = Delivery.objects.get(event=event, subscriber="story")
     assert delivery.status == Delivery.Status.PENDING
     assert delivery.last_error.startswith("OperationalError: canceling statement")
+
+
+class LockProbeWriter:
+    """A writer that looks, from another connection, whether the task is locked while it writes."""
+
+    name = "lock-probe"
+    seen: list[str] = []
+
+    def write(self, context: StoryContext) -> str:
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            try:
+                other.execute(
+                    "SELECT 1 FROM tasks_app_task WHERE id = %s FOR UPDATE NOWAIT", [context.subject_id]
+                )
+                LockProbeWriter.seen.append("unlocked")
+            except psycopg.errors.LockNotAvailable:
+                LockProbeWriter.seen.append("locked")
+        return f"Done: {context.title}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_runs_before_the_task_is_locked(user, settings) -> None:
+    """An LLM writer may take seconds: the task's row must not be held meanwhile, or the user's
+    own edits would wait behind it. The segment is recorded under the lock afterwards."""
+    settings.STORY_WRITER = "tests.test_story.LockProbeWriter"
+    writers.get_writer.cache_clear()
+    LockProbeWriter.seen.clear()
+    task = TaskFactory(owner=user, title="Paint the fence")
+    assert deliver("story", complete(task)) == {"succeeded": 1}
+    assert LockProbeWriter.seen == ["unlocked"]
+    assert StorySegment.objects.get().text == "Done: Paint the fence"

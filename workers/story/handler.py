@@ -16,6 +16,7 @@ no subject and writes nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from outbox.api import Event, RetryPolicy, subscriber
@@ -32,9 +33,10 @@ from tasks_app.models import Goal, Project, Task
 from ..events import GOAL_REACHED, MILESTONE_PAYLOAD_VERSION, PROJECT_COMPLETED
 from ..memory.recall import MemoryUnavailable, related_tasks
 from ..models import StorySegment
-from ..progress.figures import project_figures
 from ..queues import Queue
-from .writers import StoryContext, get_writer
+from .context import chapter_context, task_context
+from .forget import forget_chapter, forget_task, rewrite_chapters, rewrite_task_segments
+from .writers import get_writer
 
 logger = logging.getLogger(__name__)
 
@@ -73,17 +75,65 @@ def compose_story(event: Event) -> None:
         compose_chapter(Goal, StorySegment.Kind.GOAL, event.payload["goal_id"], event.id)
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A task's segment, written before the task is locked."""
+
+    task: Task
+    text: str
+    writer: str
+    media: list[dict[str, str]]
+    recalled: list[dict[str, Any]]
+    metadata: dict[str, Any]
+
+    def still_fits(self, task: Task) -> bool:
+        """The task, locked now, still reads as the one the text was written about."""
+        fields = ("title", "description", "completed_at", "project_id")
+        return all(getattr(task, f) == getattr(self.task, f) for f in fields)
+
+
 def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
-    # Locked (no key: media may still be added) until this delivery commits: a delete of the
-    # task waits, and its task.deleted delivery then finds the segment to remove.
-    task = (
-        Task.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("project__goal")
-        .filter(pk=task_id)
-        .first()
-    )
+    # Written first, with no lock on the task: the writer may be an LLM taking seconds, and
+    # holding the task's row that long would make the user's own edits wait behind it.
+    draft = _draft(_task(task_id), event_id)
+    if draft is None or isinstance(draft, StorySegment):
+        return draft
+    # Then recorded with the task locked (no key: media may still be added) until this
+    # delivery commits: a delete of the task waits, and its task.deleted delivery then finds
+    # the segment to remove. A task edited meanwhile is written again, under the lock.
+    task = _task(task_id, lock=True)
     if task is None or not task.is_completed:
         logger.info("story: task %s is gone or no longer completed; event %s skipped", task_id, event_id)
+        return None
+    if not draft.still_fits(task):
+        draft = _draft(task, event_id)
+        if draft is None or isinstance(draft, StorySegment):
+            return draft
+    return _save(
+        task.owner_id,
+        StorySegment.Kind.TASK,
+        task.pk,
+        event_id,
+        task.title,
+        draft.text,
+        draft.writer,
+        draft.media,
+        draft.recalled,
+        draft.metadata,
+    )
+
+
+def _task(task_id: str, lock: bool = False) -> Task | None:
+    tasks = Task.objects.select_related("project__goal")
+    if lock:
+        tasks = tasks.select_for_update(of=("self",), no_key=True)
+    return tasks.filter(pk=task_id).first()
+
+
+def _draft(task: Task | None, event_id: int) -> Draft | StorySegment | None:
+    """The segment's text and parts, or the segment already there, or None for a task gone."""
+    if task is None or not task.is_completed:
+        logger.info("story: task %s is gone or no longer completed; event %s skipped", task, event_id)
         return None
     existing = StorySegment.objects.filter(kind=StorySegment.Kind.TASK, subject_id=task.pk).first()
     if existing:
@@ -97,103 +147,9 @@ def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
         recalled = []
         metadata["memory"] = f"unavailable: {exc}"
         logger.warning("story: memory unavailable for task %s, composing without it: %s", task.pk, exc)
-    context = task_context(task, media, recalled)
     writer = get_writer()
-    return _save(
-        task.owner_id,
-        StorySegment.Kind.TASK,
-        task.pk,
-        event_id,
-        task.title,
-        writer.write(context),
-        writer.name,
-        media,
-        recalled,
-        metadata,
-    )
-
-
-def task_context(task: Task, media: list[dict[str, str]], recalled: list[dict[str, Any]]) -> StoryContext:
-    project = task.project
-    return StoryContext(
-        kind="task",
-        subject_id=str(task.pk),
-        title=task.title,
-        description=task.description,
-        project_title=project.title if project else None,
-        goal_title=project.goal.title if project and project.goal else None,
-        # The project as it stood when this task was done, not after everything since.
-        percent=project_figures(project, as_of=task.completed_at).percent if project else None,
-        media=media,
-        recalled=recalled,
-    )
-
-
-def forget_task(owner_id: int, task_id: str, event_id: int) -> None:
-    """Remove the deleted task's segment, and its recall from the owner's other segments."""
-    deleted, _ = StorySegment.objects.filter(kind=StorySegment.Kind.TASK, subject_id=task_id).delete()
-    recalling = StorySegment.objects.select_for_update().filter(
-        owner_id=owner_id, recalled__contains=[{"task": task_id}]
-    )
-    rewritten = 0
-    for segment in recalling:
-        segment.recalled = [r for r in segment.recalled if r.get("task") != task_id]
-        rewrite(segment)
-        rewritten += 1
-    logger.info(
-        "story: task %s forgotten: %d segment removed, %d recalls removed (event %s)",
-        task_id,
-        deleted,
-        rewritten,
-        event_id,
-    )
-
-
-def forget_chapter(kind: str, subject_id: str, event_id: int) -> None:
-    deleted, _ = StorySegment.objects.filter(kind=kind, subject_id=subject_id).delete()
-    logger.info("story: %s %s forgotten: %d segment removed (event %s)", kind, subject_id, deleted, event_id)
-
-
-def rewrite_task_segments(task_ids: list[str], event_id: int) -> None:
-    """Write the segments of these tasks again from their current state (a project or goal they
-    named is gone)."""
-    segments = StorySegment.objects.select_for_update().filter(
-        kind=StorySegment.Kind.TASK, subject_id__in=task_ids
-    )
-    n = 0
-    for segment in segments:
-        rewrite(segment)
-        n += 1
-    logger.info("story: %d task segments written again (event %s)", n, event_id)
-
-
-def rewrite_chapters(project_ids: list[str], event_id: int) -> None:
-    """Write these projects' chapter closes again without the goal they named (it is gone)."""
-    segments = StorySegment.objects.select_for_update().filter(
-        kind=StorySegment.Kind.PROJECT, subject_id__in=project_ids
-    )
-    for segment in segments:
-        project = Project.objects.select_related("goal").filter(pk=segment.subject_id).first()
-        if project is None:
-            continue
-        writer = get_writer()
-        segment.text = writer.write(chapter_context(project, StorySegment.Kind.PROJECT))
-        segment.writer = writer.name
-        segment.save(update_fields=["text", "writer"])
-        logger.info("story: chapter of project %s written again (event %s)", project.pk, event_id)
-
-
-def rewrite(segment: StorySegment) -> None:
-    """Write a task segment's text again from its task's current state and its stored media and
-    recalls (memory is not asked again: the recalls it keeps are the ones the reader saw)."""
-    task = Task.objects.select_related("project__goal").filter(pk=segment.subject_id).first()
-    if task is None:  # its own task.deleted delivery removes it
-        segment.save(update_fields=["recalled"])
-        return
-    writer = get_writer()
-    segment.text = writer.write(task_context(task, segment.media, segment.recalled))
-    segment.writer = writer.name
-    segment.save(update_fields=["recalled", "text", "writer"])
+    text = writer.write(task_context(task, media, recalled))
+    return Draft(task, text, writer.name, media, recalled, metadata)
 
 
 def compose_chapter(
@@ -218,20 +174,6 @@ def compose_chapter(
         [],
         [],
         {"event_id": event_id},
-    )
-
-
-def chapter_context(subject: Project | Goal, kind: str) -> StoryContext:
-    goal = getattr(subject, "goal", None)
-    tasks_done = (
-        subject.tasks.filter(status=Task.Status.COMPLETED).count() if isinstance(subject, Project) else None
-    )
-    return StoryContext(
-        kind=kind,
-        subject_id=str(subject.pk),
-        title=subject.title,
-        goal_title=goal.title if goal else None,
-        tasks_done=tasks_done,
     )
 
 
