@@ -31,15 +31,21 @@ class Row:
     value: float
     unit: str = ""
     baseline: float | None = None  # measured in the same run as `value`
-    ratio: float | None = None
     target: str | None = None
     met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """`value` against its baseline: what every target is stated as."""
+        return self.value / self.baseline if self.baseline else None
 
     def to_json(self) -> dict[str, Any]:
         """The row as the JSON has always had it: a baseline comes with its ratio and a target
         with its verdict, even when that is null (a beat-only latency row has a target of "-"
         and met null); a figure with neither has neither key."""
-        row = asdict(self)
+        fields = asdict(self)
+        row = {key: fields[key] for key in ("bench", "figure", "value", "unit", "baseline")}
+        row |= {"ratio": self.ratio, "target": self.target, "met": self.met}
         for pair in (("baseline", "ratio"), ("target", "met")):
             if all(row[key] is None for key in pair):
                 for key in pair:

@@ -74,7 +74,6 @@ def run(quick: bool) -> list[Row]:
             value=end[1] / MIB,
             unit="MiB",
             baseline=steady[1] / MIB,
-            ratio=end[1] / steady[1],
             target=f"flat vs at {steady[0]:.0f} s (<= 1.2x)",
             met=end[1] <= 1.2 * steady[1] and drained,
         ),

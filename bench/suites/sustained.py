@@ -103,7 +103,6 @@ def run(quick: bool) -> list[Row]:
             value=float(batched),
             unit="/s",
             baseline=float(single),
-            ratio=ratio,
             target=">= 5x and >= 200/s",
             met=bool(ratio and ratio >= 5 and batched >= 200),
         ),

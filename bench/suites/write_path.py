@@ -101,7 +101,6 @@ def run(quick: bool) -> list[Row]:
             value=o_rps,
             unit="req/s",
             baseline=b_rps,
-            ratio=o_rps / b_rps,
             target=">= 0.9x",
             met=o_rps / b_rps >= 0.9,
         ),
@@ -111,7 +110,6 @@ def run(quick: bool) -> list[Row]:
             value=o_p50,
             unit="ms",
             baseline=b_p50,
-            ratio=o_p50 / b_p50,
         ),
         Row(
             bench="write path",
@@ -119,7 +117,6 @@ def run(quick: bool) -> list[Row]:
             value=o_p99,
             unit="ms",
             baseline=b_p99,
-            ratio=o_p99 / b_p99,
             target="<= 1.2x",
             met=o_p99 / b_p99 <= 1.2,
         ),
