@@ -82,6 +82,20 @@ class _RESTHandler(_JSONHandler):
         else:
             self.reply(404, {"error": [{"message": f"fake weaviate has no POST {self.path}"}]})
 
+    def do_DELETE(self) -> None:
+        """DELETE /v1/schema/{collection}/tenants, as Weaviate answers it: 200, missing ones ignored."""
+        fake: FakeWeaviate = self.server.fake  # type: ignore[attr-defined]
+        names = self.body()
+        fake.rest_calls.append(("DELETE", self.path))
+        parts = self.path.split("/")
+        if len(parts) == 5 and parts[2] == "schema" and parts[4] == "tenants":
+            with fake.lock:
+                for name in names:
+                    fake.objects.pop((parts[3], name), None)
+            self.reply(200, [])
+        else:
+            self.reply(404, {"error": [{"message": f"fake weaviate has no DELETE {self.path}"}]})
+
 
 class _WeaviateServicer(weaviate_pb2_grpc.WeaviateServicer):
     def __init__(self, fake: FakeWeaviate) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,7 +27,6 @@ from workers.models import (
     PushReceipt,
 )
 
-from . import fake_weaviate as fake_weaviate_module
 from .account_data import (
     PASSWORD,
     SUBSCRIBERS,
@@ -148,71 +148,71 @@ def test_delete_removes_the_account_and_everything_derived_from_it(
     assert api.get("/api/goals/").status_code == 401
 
 
-def test_delete_drops_the_weaviate_tenant_after_commit(
-    settings, user: Any, other_user: Any, django_capture_on_commit_callbacks, monkeypatch
-) -> None:
+@pytest.fixture
+def weaviate_memory(settings: Any) -> Iterator[FakeWeaviate]:
+    """Memory in Weaviate for one test: the loopback server, and the store pointed at it."""
     server = FakeWeaviate()
-    monkeypatch.setattr(fake_weaviate_module._RESTHandler, "do_DELETE", _fake_delete_tenants, raising=False)
     settings.MEMORY_STORE = "weaviate"
     settings.WEAVIATE_URL = server.url
     settings.WEAVIATE_GRPC_PORT = server.grpc_port
     vectorstores.get_store.cache_clear()
-    try:
-        for owner in (user, other_user):
-            task = TaskFactory(owner=owner, project=None)
-            services.complete_task(task, by=owner)
-            assert deliver("memory", OutboxEvent.objects.latest("id")) == {"succeeded": 1}
-        assert server.tenants("TaskMemory") == {tenant_of(user.pk), tenant_of(other_user.pk)}
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            response = client_for(user).delete("/api/me/", {"password": PASSWORD}, format="json")
-            # Before the commit, Weaviate is untouched: a rolled-back delete would keep the memories.
-            assert server.tenants("TaskMemory") == {tenant_of(user.pk), tenant_of(other_user.pk)}
-        assert response.status_code == 204
-        assert callbacks
-        assert server.tenants("TaskMemory") == {tenant_of(other_user.pk)}
-        assert ("DELETE", "/v1/schema/TaskMemory/tenants") in server.rest_calls
-        # Idempotent: dropping it again (the retry command) is no error.
-        call_command("memory", "forget-user", str(user.pk))
-        assert server.tenants("TaskMemory") == {tenant_of(other_user.pk)}
-    finally:
-        vectorstores.get_store().close()
-        vectorstores.get_store.cache_clear()
-        server.close()
+    yield server
+    vectorstores.get_store().close()
+    vectorstores.get_store.cache_clear()
+    server.close()
+
+
+def test_delete_drops_the_weaviate_tenant_after_commit(
+    weaviate_memory: FakeWeaviate,
+    settings,
+    user: Any,
+    other_user: Any,
+    django_capture_on_commit_callbacks,
+) -> None:
+    for owner in (user, other_user):
+        task = TaskFactory(owner=owner, project=None)
+        services.complete_task(task, by=owner)
+        assert deliver("memory", OutboxEvent.objects.latest("id")) == {"succeeded": 1}
+    assert weaviate_memory.tenants("TaskMemory") == {tenant_of(user.pk), tenant_of(other_user.pk)}
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client_for(user).delete("/api/me/", {"password": PASSWORD}, format="json")
+        # Before the commit, Weaviate is untouched: a rolled-back delete would keep the memories.
+        assert weaviate_memory.tenants("TaskMemory") == {tenant_of(user.pk), tenant_of(other_user.pk)}
+    assert response.status_code == 204
+    assert callbacks
+    assert weaviate_memory.tenants("TaskMemory") == {tenant_of(other_user.pk)}
+    assert ("DELETE", "/v1/schema/TaskMemory/tenants") in weaviate_memory.rest_calls
+    # Idempotent: dropping it again (the retry command) is no error.
+    call_command("memory", "forget-user", str(user.pk))
+    assert weaviate_memory.tenants("TaskMemory") == {tenant_of(other_user.pk)}
 
 
 def test_weaviate_away_at_delete_is_logged_and_the_command_retries(
-    settings, user: Any, django_capture_on_commit_callbacks, monkeypatch, caplog
+    weaviate_memory: FakeWeaviate,
+    settings,
+    user: Any,
+    django_capture_on_commit_callbacks,
+    caplog,
 ) -> None:
-    server = FakeWeaviate()
-    monkeypatch.setattr(fake_weaviate_module._RESTHandler, "do_DELETE", _fake_delete_tenants, raising=False)
-    settings.MEMORY_STORE = "weaviate"
-    settings.WEAVIATE_URL = server.url
-    settings.WEAVIATE_GRPC_PORT = server.grpc_port
-    vectorstores.get_store.cache_clear()
-    try:
-        task = TaskFactory(owner=user, project=None)
-        services.complete_task(task, by=user)
-        assert deliver("memory", OutboxEvent.objects.latest("id")) == {"succeeded": 1}
+    task = TaskFactory(owner=user, project=None)
+    services.complete_task(task, by=user)
+    assert deliver("memory", OutboxEvent.objects.latest("id")) == {"succeeded": 1}
 
-        # Weaviate goes away: nothing listens on its address any more.
-        vectorstores.get_store().close()
-        vectorstores.get_store.cache_clear()
-        settings.WEAVIATE_URL = f"http://127.0.0.1:{unused_port()}"
-        with caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True):
-            response = client_for(user).delete("/api/me/", {"password": PASSWORD}, format="json")
-        assert response.status_code == 204  # the account is gone all the same
-        assert not User.objects.filter(pk=user.pk).exists()
-        assert f"manage.py memory forget-user {user.pk}" in caplog.text
-        assert server.tenants("TaskMemory") == {tenant_of(user.pk)}
-        # Back again: the command the log names finishes the job.
-        vectorstores.get_store.cache_clear()
-        settings.WEAVIATE_URL = server.url
-        call_command("memory", "forget-user", str(user.pk))
-        assert server.tenants("TaskMemory") == set()
-    finally:
-        vectorstores.get_store().close()
-        vectorstores.get_store.cache_clear()
-        server.close()
+    # Weaviate goes away: nothing listens on its address any more.
+    vectorstores.get_store().close()
+    vectorstores.get_store.cache_clear()
+    settings.WEAVIATE_URL = f"http://127.0.0.1:{unused_port()}"
+    with caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True):
+        response = client_for(user).delete("/api/me/", {"password": PASSWORD}, format="json")
+    assert response.status_code == 204  # the account is gone all the same
+    assert not User.objects.filter(pk=user.pk).exists()
+    assert f"manage.py memory forget-user {user.pk}" in caplog.text
+    assert weaviate_memory.tenants("TaskMemory") == {tenant_of(user.pk)}
+    # Back again: the command the log names finishes the job.
+    vectorstores.get_store.cache_clear()
+    settings.WEAVIATE_URL = weaviate_memory.url
+    call_command("memory", "forget-user", str(user.pk))
+    assert weaviate_memory.tenants("TaskMemory") == set()
 
 
 def test_forget_user_refuses_a_user_who_still_exists(user: Any) -> None:
@@ -226,18 +226,3 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _fake_delete_tenants(self: Any) -> None:
-    """DELETE /v1/schema/{collection}/tenants, as Weaviate answers it: 200, missing ones ignored."""
-    fake: FakeWeaviate = self.server.fake
-    names = self.body()
-    fake.rest_calls.append(("DELETE", self.path))
-    parts = self.path.split("/")
-    if len(parts) == 5 and parts[2] == "schema" and parts[4] == "tenants":
-        with fake.lock:
-            for name in names:
-                fake.objects.pop((parts[3], name), None)
-        self.reply(200, [])
-    else:
-        self.reply(404, {"error": [{"message": f"fake weaviate has no DELETE {self.path}"}]})
