@@ -75,6 +75,7 @@ def redispatch(
         }
         if fresh_budget:
             fields["attempts"] = 0
+            fields["infrastructure_faults"] = 0
         Delivery.objects.filter(id__in=[i for _, i in pairs]).update(**fields)
     publish_deliveries(pairs)
     return pairs

@@ -56,6 +56,8 @@ class Delivery(models.Model):
     subscriber = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DISPATCHED)
     attempts = models.PositiveIntegerField(default=0)
+    # Of those, the ones the database or broker cut short: they do not use up the retries.
+    infrastructure_faults = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

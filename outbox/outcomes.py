@@ -89,14 +89,18 @@ def record_failure(
     clock: float,
     context: dict[str, str],
 ) -> str:
-    now = timezone.now()
     if isinstance(exc, Deferred):
         return _record_deferral(sub, delivery, exc)
+    now = timezone.now()
     delivery.attempts += 1
     error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
     transient = sub.retry.is_transient(exc)
-    # The database or broker being away says nothing about the event: never dead for it.
-    if transient and (delivery.attempts <= sub.retry.max_retries or is_infrastructure_fault(exc)):
+    # The database or broker being away says nothing about the event: never dead for it, and
+    # those tries do not count against the handler's own retry budget.
+    infrastructure = is_infrastructure_fault(exc)
+    delivery.infrastructure_faults += infrastructure
+    own_failures = delivery.attempts - delivery.infrastructure_faults
+    if transient and (infrastructure or own_failures <= sub.retry.max_retries):
         delay = backoff_seconds(sub.retry, delivery.attempts)
         delivery.status = Delivery.Status.PENDING
         delivery.next_attempt_at = now + timedelta(seconds=delay)
@@ -131,7 +135,16 @@ def record_failure(
             reason,
             extra=_ids(delivery),
         )
-    delivery.save(update_fields=["attempts", "status", "next_attempt_at", "completed_at", "last_error"])
+    delivery.save(
+        update_fields=[
+            "attempts",
+            "infrastructure_faults",
+            "status",
+            "next_attempt_at",
+            "completed_at",
+            "last_error",
+        ]
+    )
     DeliveryAttempt.objects.create(
         delivery=delivery,
         number=delivery.attempts,

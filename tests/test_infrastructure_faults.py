@@ -17,7 +17,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.utils import timezone
 
 from outbox.delivery import run_deliveries
-from outbox.errors import PermanentError, is_infrastructure_fault
+from outbox.errors import PermanentError, TransientError, is_infrastructure_fault
 from outbox.models import Delivery, DeliveryAttempt, OutboxEvent
 from outbox.publish import publish
 from outbox.registry import RetryPolicy, subscriber
@@ -140,3 +140,35 @@ def test_a_database_blip_mid_handler_is_retried_not_dead(declare, start_celery_w
     )  # one effect per event: the blipped run left nothing behind
     assert tries[events[0].id] >= 2  # the first event's handler really was cut off once
     assert not DeliveryAttempt.objects.filter(outcome=DeliveryAttempt.Outcome.DEAD).exists()
+
+
+@pytest.mark.django_db
+def test_tries_the_database_cut_short_do_not_use_up_the_handlers_own_retries(declare) -> None:
+    """Three tries lost to a database fault, then one failure of the handler's own: with one
+    retry allowed, that failure is its first, so it is retried, not dead."""
+
+    def upstream_down(event: object) -> None:
+        raise TransientError("upstream timed out")
+
+    subscriber(
+        "after_outage",
+        events=[EVENT],
+        queue="test_after_outage",
+        retry=RetryPolicy(max_retries=1, backoff=0.01, backoff_max=0.02, jitter=False),
+    )(upstream_down)
+    try:
+        delivery = Delivery.objects.create(
+            event=make_event(),
+            subscriber="after_outage",
+            dispatched_at=timezone.now(),
+            attempts=3,
+            infrastructure_faults=3,
+        )
+        assert run_deliveries("after_outage", [delivery.id]) == {"retry": 1}
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts, delivery.infrastructure_faults) == ("pending", 4, 3)
+        # A second failure of its own is one too many.
+        Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.DISPATCHED)
+        assert run_deliveries("after_outage", [delivery.id]) == {"dead": 1}
+    finally:
+        test_registry.unregister("after_outage")
