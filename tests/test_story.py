@@ -229,3 +229,21 @@ def test_the_writer_runs_before_the_task_is_locked(user, settings) -> None:
     assert deliver("story", complete(task)) == {"succeeded": 1}
     assert LockProbeWriter.seen == ["unlocked"]
     assert StorySegment.objects.get().text == "Done: Paint the fence"
+
+
+class RenamingWriter:
+    """A writer during whose (first) call the user renames the task."""
+
+    name = "renaming"
+
+    def write(self, context: StoryContext) -> str:
+        Task.objects.filter(pk=context.subject_id, title="Old name").update(title="New name")
+        return f"Done: {context.title}"
+
+
+def test_a_task_renamed_while_its_text_is_written_is_written_again(user, settings) -> None:
+    settings.STORY_WRITER = "tests.test_story.RenamingWriter"
+    writers.get_writer.cache_clear()
+    assert deliver("story", complete(TaskFactory(owner=user, title="Old name"))) == {"succeeded": 1}
+    segment = StorySegment.objects.get()
+    assert (segment.title, segment.text) == ("New name", "Done: New name")

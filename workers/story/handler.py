@@ -36,7 +36,7 @@ from ..models import StorySegment
 from ..queues import Queue
 from .context import chapter_context, task_context
 from .forget import forget_chapter, forget_task, rewrite_chapters, rewrite_task_segments
-from .writers import get_writer
+from .writers import StoryContext, get_writer
 
 logger = logging.getLogger(__name__)
 
@@ -79,35 +79,30 @@ def compose_story(event: Event) -> None:
 class Draft:
     """A task's segment, written before the task is locked."""
 
-    task: Task
+    context: StoryContext  # what the text was written from
     text: str
     writer: str
-    media: list[dict[str, str]]
-    recalled: list[dict[str, Any]]
     metadata: dict[str, Any]
 
     def still_fits(self, task: Task) -> bool:
-        """The task, locked now, still reads as the one the text was written about."""
-        fields = ("title", "description", "completed_at", "project_id")
-        return all(getattr(task, f) == getattr(self.task, f) for f in fields)
+        """The task, locked now, still reads as the one the text was written about (its title,
+        description, project, goal and the project's figures: everything the writer was told)."""
+        return task_context(task, self.context.media, self.context.recalled) == self.context
 
 
 def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
     # Written first, with no lock on the task: the writer may be an LLM taking seconds, and
     # holding the task's row that long would make the user's own edits wait behind it.
-    draft = _draft(_task(task_id), event_id)
-    if draft is None or isinstance(draft, StorySegment):
+    draft = _draft(task_id, _task(task_id), event_id)
+    if not isinstance(draft, Draft):
         return draft
     # Then recorded with the task locked (no key: media may still be added) until this
     # delivery commits: a delete of the task waits, and its task.deleted delivery then finds
-    # the segment to remove. A task edited meanwhile is written again, under the lock.
+    # the segment to remove. A task gone or edited meanwhile is looked at again, under the lock.
     task = _task(task_id, lock=True)
-    if task is None or not task.is_completed:
-        logger.info("story: task %s is gone or no longer completed; event %s skipped", task_id, event_id)
-        return None
-    if not draft.still_fits(task):
-        draft = _draft(task, event_id)
-        if draft is None or isinstance(draft, StorySegment):
+    if task is None or not task.is_completed or not draft.still_fits(task):
+        draft = _draft(task_id, task, event_id)
+        if not isinstance(draft, Draft):
             return draft
     return _save(
         task.owner_id,
@@ -117,8 +112,8 @@ def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
         task.title,
         draft.text,
         draft.writer,
-        draft.media,
-        draft.recalled,
+        draft.context.media,
+        draft.context.recalled,
         draft.metadata,
     )
 
@@ -130,10 +125,10 @@ def _task(task_id: str, lock: bool = False) -> Task | None:
     return tasks.filter(pk=task_id).first()
 
 
-def _draft(task: Task | None, event_id: int) -> Draft | StorySegment | None:
+def _draft(task_id: str, task: Task | None, event_id: int) -> Draft | StorySegment | None:
     """The segment's text and parts, or the segment already there, or None for a task gone."""
     if task is None or not task.is_completed:
-        logger.info("story: task %s is gone or no longer completed; event %s skipped", task, event_id)
+        logger.info("story: task %s is gone or no longer completed; event %s skipped", task_id, event_id)
         return None
     existing = StorySegment.objects.filter(kind=StorySegment.Kind.TASK, subject_id=task.pk).first()
     if existing:
@@ -148,28 +143,35 @@ def _draft(task: Task | None, event_id: int) -> Draft | StorySegment | None:
         metadata["memory"] = f"unavailable: {exc}"
         logger.warning("story: memory unavailable for task %s, composing without it: %s", task.pk, exc)
     writer = get_writer()
-    text = writer.write(task_context(task, media, recalled))
-    return Draft(task, text, writer.name, media, recalled, metadata)
+    context = task_context(task, media, recalled)
+    return Draft(context, writer.write(context), writer.name, metadata)
 
 
 def compose_chapter(
     model: type[Project] | type[Goal], kind: str, subject_id: str, event_id: int
 ) -> StorySegment | None:
-    subject = model.objects.select_for_update().filter(pk=subject_id).first()
+    # As for a task: written first, unlocked (an LLM writer takes seconds); then recorded with
+    # the subject locked (no key), written again if it changed meanwhile.
+    subject = model.objects.filter(pk=subject_id).first()
     if subject is None:
         return None
     if existing := StorySegment.objects.filter(kind=kind, subject_id=subject.pk).first():
         return existing
-    context = chapter_context(subject, kind)
     writer = get_writer()
-    title = f"Chapter closed: {subject.title}"
+    context = chapter_context(subject, kind)
+    text = writer.write(context)
+    subject = model.objects.select_for_update(no_key=True).filter(pk=subject_id).first()
+    if subject is None:
+        return None
+    if (now := chapter_context(subject, kind)) != context:
+        text = writer.write(now)
     return _save(
         subject.owner_id,
         kind,
         subject.pk,
         event_id,
-        title,
-        writer.write(context),
+        f"Chapter closed: {subject.title}",
+        text,
         writer.name,
         [],
         [],
