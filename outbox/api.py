@@ -1,6 +1,6 @@
 """What other apps import from the outbox: the small public surface, in one place."""
 
-from .errors import Deferred, PermanentError, TransientError, is_infrastructure_fault
+from .errors import Deferred, PermanentError, TransientError
 from .events import Event
 from .publish import publish
 from .registry import RetryPolicy, subscriber
@@ -11,7 +11,6 @@ __all__ = [
     "PermanentError",
     "RetryPolicy",
     "TransientError",
-    "is_infrastructure_fault",
     "publish",
     "subscriber",
 ]

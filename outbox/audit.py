@@ -43,11 +43,6 @@ class AuditReport:
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
-    def ok(self) -> bool:
-        """No broken promise, and no dead letter waiting for an operator."""
-        return not self.violations and not self.dead
-
-    @property
     def promises_kept(self) -> bool:
         """No broken promise; dead deliveries, refused by their handlers, are allowed."""
         return not self.violations

@@ -22,9 +22,10 @@ class Pagination(PageNumberPagination):
 
 def lockout_response(request: Any, response: Any = None, credentials: Any = None) -> JsonResponse:
     """django-axes: a login locked out after too many failures, as the API's JSON 429."""
-    from django.conf import settings
+    from axes.helpers import get_cool_off  # imported late: it reads settings at import
 
-    retry_after = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    cool_off = get_cool_off(request)
+    retry_after = int(cool_off.total_seconds()) if cool_off else 3600
     return JsonResponse(
         {
             "detail": "Too many failed logins; try again later.",

@@ -33,10 +33,6 @@ class Pluggable:
     def value(self) -> str:
         return str(getattr(settings, self.setting))
 
-    @property
-    def path(self) -> str:
-        return self.aliases.get(self.value, self.value)
-
 
 PLUGGABLES = {
     p.setting: p

@@ -111,6 +111,10 @@ STORAGES = {
 # Requests larger than this get a JSON 413 instead of being parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_BODY_BYTES", default=1_048_576)
 
+# How many reverse proxies stand in front: their X-Forwarded-For entries are trusted, for
+# DRF's throttles and for django-axes alike; 0 means the header is ignored.
+NUM_PROXIES = env.int("DJANGO_NUM_PROXIES", default=0)
+
 # --- Failed logins (django-axes) --------------------------------------------
 # The token endpoint and the admin login lock out a username after this many failures, from
 # any address, and an address after this many, for any username, until the cool-off ends.
@@ -123,8 +127,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("SELFOS_LOGIN_COOLOFF_MINUTES", de
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "selfos.api.lockout_response"
-# The client's address as DRF's throttles see it: X-Forwarded-For only behind trusted proxies.
-AXES_IPWARE_PROXY_COUNT = env.int("DJANGO_NUM_PROXIES", default=0) or None
+# The client's address as DRF's throttles see it.
+AXES_IPWARE_PROXY_COUNT = NUM_PROXIES or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if AXES_IPWARE_PROXY_COUNT else ("REMOTE_ADDR",)
 )
@@ -148,9 +152,7 @@ REST_FRAMEWORK = {
         "user": env("SELFOS_USER_THROTTLE", default="600/minute"),
         "memory_search": env("SELFOS_SEARCH_THROTTLE", default="30/minute"),
     },
-    # How many reverse proxies stand in front (their X-Forwarded-For entries are trusted);
-    # 0 means the header is ignored and the connection's address counts.
-    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
+    "NUM_PROXIES": NUM_PROXIES,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
@@ -177,7 +179,6 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Each subscriber's task goes to its own queue (the outbox registry knows which).
 # One message at a time per worker process: with acks_late, a prefetched message
 # would sit behind a slow one instead of going to an idle worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

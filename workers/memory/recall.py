@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
 from tasks_app.models import Task
 
 from . import embedding
@@ -35,13 +33,11 @@ def search(owner_id: int, query: str, k: int) -> list[Hit]:
 def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
     """The owner's tasks completed before `task` and nearest to it in meaning (for the story composer)."""
     try:
-        # A savepoint: a failing store must not break the caller's transaction.
-        with transaction.atomic():
-            store = get_store()
-            vector = store.vector_of(task.owner_id, str(task.pk))
-            if vector is None:  # the story may run before memory has indexed this task
-                vector = embedding.embed([memory_text(task)])[0]
-            hits = store.search(task.owner_id, vector, k, exclude=str(task.pk), before=task.completed_at)
+        store = get_store()
+        vector = store.vector_of(task.owner_id, str(task.pk))
+        if vector is None:  # the story may run before memory has indexed this task
+            vector = embedding.embed([memory_text(task)])[0]
+        hits = store.search(task.owner_id, vector, k, exclude=str(task.pk), before=task.completed_at)
     except StoreUnavailable as exc:
         # Only a store that is down. Our own database being away (an OperationalError) is
         # not caught: the story is retried, not written without its memories.

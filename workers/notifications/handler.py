@@ -62,7 +62,7 @@ def notify(event: Event) -> None:
     if prefs and not prefs.push_enabled:
         return
     if prefs and (quiet_end := quiet_hours_end(prefs, timezone.now())):
-        # Shown in the admin and the API; committed with the deferral (not atomic).
+        # Shown in the admin; committed with the deferral (the subscriber is not atomic).
         notification.push_due_at = quiet_end
         notification.save(update_fields=["push_due_at"])
         raise Deferred(quiet_end, "quiet hours")

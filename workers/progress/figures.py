@@ -5,7 +5,6 @@ and the API all read these; nothing here writes.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -19,8 +18,6 @@ from django.utils import timezone
 from tasks_app.models import Goal, Project, Task
 
 from ..models import Preferences
-
-logger = logging.getLogger(__name__)
 
 PACE_WINDOW_DAYS = 28
 STREAK_LOOKBACK_DAYS = 400
