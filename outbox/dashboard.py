@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from . import counts, services
+from . import services
 from .models import Delivery
 
 CHART_WIDTH, CHART_HEIGHT, MINUTES = 600, 120, 60
@@ -78,11 +78,16 @@ def health_view(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{count} dead deliveries re-dispatched.")
         return HttpResponseRedirect(reverse("admin:outbox_health"))
     now = timezone.now()
+    status = services.status()
     context = {
         **admin.site.each_context(request),
         "title": "Outbox health",
-        "status": services.status(),
-        "delivery_counts": counts.deliveries_by_status(),
+        "status": status,
+        # Summed from the per-subscriber counts: the same GROUP BY, not a second one.
+        "delivery_counts": {
+            name: sum(getattr(row, name) for row in status.subscribers)
+            for name in ("dispatched", "pending", "succeeded", "dead")
+        },
         "chart": throughput_chart(now),
         "dead": dead_by_subscriber(),
     }

@@ -35,18 +35,27 @@ def purge_batch(older_than_days: float | None = None, batch_size: int | None = N
         )
         if not ids:
             return 0
-        # Leaf tables first, each as one DELETE: no ORM collector loading the rows (and
-        # no signals: nothing listens to these tables).
-        attempts, deliveries, events = (m._meta.db_table for m in (DeliveryAttempt, Delivery, OutboxEvent))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {attempts} WHERE delivery_id IN "  # noqa: S608 - our own table names
-                f"(SELECT id FROM {deliveries} WHERE event_id = ANY(%s))",
-                [ids],
-            )
-            cursor.execute(f"DELETE FROM {deliveries} WHERE event_id = ANY(%s)", [ids])  # noqa: S608
-            cursor.execute(f"DELETE FROM {events} WHERE id = ANY(%s)", [ids])  # noqa: S608
+        delete_events(ids)
     return len(ids)
+
+
+def delete_events(ids: list[int]) -> int:
+    """Delete these events with their deliveries and attempts, in the caller's transaction.
+
+    Leaf tables first, each as one DELETE: no ORM collector loading the rows (and no signals:
+    nothing listens to these tables). A delivery a worker is running is locked by it, so the
+    delete waits for that run to commit. Returns the number of events deleted.
+    """
+    attempts, deliveries, events = (m._meta.db_table for m in (DeliveryAttempt, Delivery, OutboxEvent))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {attempts} WHERE delivery_id IN "  # noqa: S608 - our own table names
+            f"(SELECT id FROM {deliveries} WHERE event_id = ANY(%s))",
+            [ids],
+        )
+        cursor.execute(f"DELETE FROM {deliveries} WHERE event_id = ANY(%s)", [ids])  # noqa: S608
+        cursor.execute(f"DELETE FROM {events} WHERE id = ANY(%s)", [ids])  # noqa: S608
+        return cursor.rowcount
 
 
 def purge(

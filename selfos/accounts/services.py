@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from outbox.models import OutboxEvent
+from outbox.retention import delete_events
 from tasks_app.models import Goal, MediaAttachment, Project, Task
 from workers.memory import forget
 from workers.models import Device, Notification, ProgressSnapshot, PushReceipt, StorySegment
@@ -30,8 +31,7 @@ def purge_outbox(user_id: int) -> int:
     ids = list(events.select_for_update().values_list("id", flat=True))
     if not ids:
         return 0
-    deleted, _ = OutboxEvent.objects.filter(id__in=ids).delete()  # cascades: deliveries, attempts
-    return deleted
+    return delete_events(ids)
 
 
 @transaction.atomic
