@@ -27,6 +27,7 @@ from tasks_app.events import (
 )
 from tasks_app.models import Task
 
+from ..locks import hold_against_delete
 from ..queues import Queue
 from .items import items_for
 from .stores import get_store
@@ -47,11 +48,11 @@ def index_events(events: Sequence[Event]) -> None:
     pairs = {pair for e in events for pair in subjects(e)}
     task_ids = {task_id for _, task_id in pairs}
     # Whatever the event said, the task's state now decides: completed -> remembered.
-    # Locked (no key; in pk order, so two batches never wait on each other in a cycle) until
-    # this delivery commits: a delete waits for the upsert and then its own delivery removes it.
+    # Held against deletion until this delivery commits: a delete waits for the upsert, and
+    # then its own delivery removes it.
+    hold_against_delete(Task, task_ids)
     completed = list(
         Task.objects.filter(pk__in=task_ids, status=Task.Status.COMPLETED)
-        .select_for_update(of=("self",), no_key=True)
         .select_related("project")
         .prefetch_related("media")
         .order_by("pk")

@@ -27,6 +27,7 @@ from tasks_app.events import GOAL_DELETED, PROJECT_DELETED, TASK_COMPLETED, TASK
 from tasks_app.models import Goal, Project, Task
 
 from ..events import GOAL_REACHED, PROJECT_COMPLETED
+from ..locks import hold_against_delete
 from ..models import Device, Notification, Preferences, PushReceipt
 from ..progress.figures import zone_named
 from ..queues import Queue
@@ -95,7 +96,7 @@ def ensure_notification(event: Event) -> Notification | None:
     existing = Notification.objects.filter(event_id=event.id).first()
     if existing:
         return existing
-    # The subject stays locked until the notification is committed: a delete waits for it.
+    # The subject is held against deletion until the notification is committed.
     with transaction.atomic():
         content = _content(event)
         if content is None:
@@ -118,18 +119,19 @@ def ensure_notification(event: Event) -> Notification | None:
 
 def _content(event: Event) -> tuple[str, str, dict[str, str]] | None:
     if event.type == TASK_COMPLETED:
-        task = Task.objects.select_for_update(no_key=True).filter(pk=event.payload.get("task_id")).first()
+        hold_against_delete(Task, [event.payload.get("task_id")])
+        task = Task.objects.filter(pk=event.payload.get("task_id")).first()
         if task is None:
             return None
         return "Task completed", f"🎉 You completed “{task.title}”!", {"task_id": str(task.pk)}
     if event.type == PROJECT_COMPLETED:
-        project = (
-            Project.objects.select_for_update(no_key=True).filter(pk=event.payload.get("project_id")).first()
-        )
+        hold_against_delete(Project, [event.payload.get("project_id")])
+        project = Project.objects.filter(pk=event.payload.get("project_id")).first()
         if project is None:
             return None
         return "Project complete", f"🏁 “{project.title}” is done.", {"project_id": str(project.pk)}
-    goal = Goal.objects.select_for_update(no_key=True).filter(pk=event.payload.get("goal_id")).first()
+    hold_against_delete(Goal, [event.payload.get("goal_id")])
+    goal = Goal.objects.filter(pk=event.payload.get("goal_id")).first()
     if goal is None:
         return None
     return "Goal reached", f"🏆 You reached “{goal.title}”!", {"goal_id": str(goal.pk)}

@@ -31,6 +31,7 @@ from tasks_app.events import (
 from tasks_app.models import Goal, Project, Task
 
 from ..events import GOAL_REACHED, MILESTONE_PAYLOAD_VERSION, PROJECT_COMPLETED
+from ..locks import hold_against_delete
 from ..memory.recall import MemoryUnavailable, related_tasks
 from ..models import StorySegment
 from ..queues import Queue
@@ -96,9 +97,9 @@ def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
     draft = _draft(task_id, _task(task_id), event_id)
     if not isinstance(draft, Draft):
         return draft
-    # Then recorded with the task locked (no key: media may still be added) until this
-    # delivery commits: a delete of the task waits, and its task.deleted delivery then finds
-    # the segment to remove. A task gone or edited meanwhile is looked at again, under the lock.
+    # Then recorded with the task held against deletion until this delivery commits: a delete
+    # waits, and its task.deleted delivery then finds the segment to remove. A task gone or
+    # edited meanwhile is looked at again.
     task = _task(task_id, lock=True)
     if task is None or not task.is_completed or not draft.still_fits(task):
         draft = _draft(task_id, task, event_id)
@@ -119,10 +120,9 @@ def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
 
 
 def _task(task_id: str, lock: bool = False) -> Task | None:
-    tasks = Task.objects.select_related("project__goal")
     if lock:
-        tasks = tasks.select_for_update(of=("self",), no_key=True)
-    return tasks.filter(pk=task_id).first()
+        hold_against_delete(Task, [task_id])
+    return Task.objects.select_related("project__goal").filter(pk=task_id).first()
 
 
 def _draft(task_id: str, task: Task | None, event_id: int) -> Draft | StorySegment | None:
@@ -150,8 +150,8 @@ def _draft(task_id: str, task: Task | None, event_id: int) -> Draft | StorySegme
 def compose_chapter(
     model: type[Project] | type[Goal], kind: str, subject_id: str, event_id: int
 ) -> StorySegment | None:
-    # As for a task: written first, unlocked (an LLM writer takes seconds); then recorded with
-    # the subject locked (no key), written again if it changed meanwhile.
+    # As for a task: written first (an LLM writer takes seconds); then recorded with the subject
+    # held against deletion, written again if it changed meanwhile.
     subject = model.objects.filter(pk=subject_id).first()
     if subject is None:
         return None
@@ -160,7 +160,8 @@ def compose_chapter(
     writer = get_writer()
     context = chapter_context(subject, kind)
     text = writer.write(context)
-    subject = model.objects.select_for_update(no_key=True).filter(pk=subject_id).first()
+    hold_against_delete(model, [subject_id])
+    subject = model.objects.filter(pk=subject_id).first()
     if subject is None:
         return None
     if (now := chapter_context(subject, kind)) != context:
