@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from axes.models import AccessAttempt, AccessLog
 from django.apps import apps
 from django.contrib.auth import get_user_model
@@ -29,8 +28,6 @@ from workers.models import (
 
 from .conftest import deliver
 from .factories import GoalFactory, MediaAttachmentFactory, ProjectFactory, TaskFactory
-
-pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct horse battery staple"  # tests.factories.UserFactory's
 SUBSCRIBERS = ("memory", "progress", "story", "notifications")

@@ -40,10 +40,6 @@ def drain(after: int = 0) -> int:
     return after
 
 
-def last_event_id() -> int:
-    return OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-
-
 def delete(obj: Task | Project | Goal, path: str) -> None:
     model = type(obj)
     if path == "api":

@@ -17,9 +17,7 @@ from django.utils import timezone
 from outbox.models import Delivery, OutboxEvent
 
 from ..processes import Processes, process_tree, summed
-from .common import Row, reset
-
-MIB = 2**20
+from .common import MIB, Row, reset
 
 
 class PeakRSS:

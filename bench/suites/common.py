@@ -19,6 +19,7 @@ from outbox.models import Delivery, OutboxEvent
 from ..db import truncate
 
 T = TypeVar("T")
+MIB = 2**20
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class Row:
 def reset() -> None:
     """An empty outbox, empty domain tables and an empty broker: no suite sees another's rows."""
     truncate()
+    flush_broker()
+
+
+def flush_broker() -> None:
+    """An empty broker: messages nobody consumed are gone."""
     Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 

@@ -14,16 +14,14 @@ import sys
 import time
 
 from celery import current_app
-from django.conf import settings
 from django.utils import timezone
-from redis import Redis
 
 from outbox import registry, relay
 from outbox.models import Delivery, OutboxEvent
 from tasks_app.models import Task
 
 from ..processes import ROOT, bench_env
-from .common import Row, bench_user, reset
+from .common import Row, bench_user, flush_broker, reset
 
 
 def make_backlog(n: int) -> None:
@@ -44,11 +42,6 @@ def make_backlog(n: int) -> None:
         ],
         batch_size=5000,
     )
-
-
-def flush_broker() -> None:
-    # Nobody consumes these messages: each contender starts from an empty broker.
-    Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
 
 
 def ours(n: int) -> tuple[float, int]:

@@ -17,10 +17,9 @@ from outbox.models import OutboxEvent
 from outbox.publish import publish
 
 from ..processes import Processes
-from .common import Row, bench_user, paced, reset, wait_settled
+from .common import MIB, Row, bench_user, paced, reset, wait_settled
 
 OUTBOX_TABLES = ("outbox_outboxevent", "outbox_delivery", "outbox_deliveryattempt")
-MIB = 2**20
 SAMPLE_EVERY = 30  # seconds
 
 

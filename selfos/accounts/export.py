@@ -32,17 +32,6 @@ FLUSH_BYTES = 64 * 1024
 REDACT_KEEP = 6  # a device token's last characters shown: enough to recognise it, useless to push
 
 # The sections in document order, after "profile" and "preferences".
-SECTIONS = (
-    "goals",
-    "projects",
-    "tasks",
-    "progress_snapshots",
-    "story_segments",
-    "notifications",
-    "devices",
-    "memory_entries",
-)
-
 Row = dict[str, Any]
 
 
