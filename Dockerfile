@@ -10,7 +10,10 @@ RUN groupadd --system --gid 10001 selfos \
        --shell /usr/sbin/nologin selfos
 WORKDIR /app
 COPY requirements/ requirements/
-RUN pip install --no-cache-dir -r requirements/production.txt
+# A hashed lock: the same files as in development, or nothing. torch is its CPU build
+# (2.13.0+cpu), which PyTorch's own index serves; PyPI's 2.13.0 is a multi-GB CUDA build.
+RUN pip install --no-cache-dir --require-hashes \
+    --extra-index-url https://download.pytorch.org/whl/cpu -r requirements/production.txt
 # The code and static files stay root's and read-only to the app: a compromised process cannot
 # rewrite what it runs.
 COPY . .

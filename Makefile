@@ -16,17 +16,19 @@ DJANGO_SETTINGS_MODULE ?= selfos.settings.local
 export DJANGO_SETTINGS_MODULE
 TEST_SETTINGS := selfos.settings.test
 
-.PHONY: run test lint format bench chaos demo migrate shell
+.PHONY: run test lint format bench chaos demo migrate shell lock
 
-$(VENV)/.installed: requirements.txt requirements/base.txt requirements/local.txt
+# The requirements/*.txt files are hashed locks of the whole dependency tree (`make lock`
+# writes them from the .in files): pip refuses any file whose hash is not in them.
+$(VENV)/.installed: requirements.txt requirements/local.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
 	touch $@
 
 # The benchmark's extras (requirements/bench.txt), on top of everything above.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
-	$(PY) -m pip install --quiet -r requirements/bench.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements/bench.txt
 	touch $@
 
 run: $(VENV)/.installed
@@ -57,3 +59,13 @@ migrate: $(VENV)/.installed
 
 shell: $(VENV)/.installed
 	$(SERVICES) $(PY) manage.py shell
+
+# Compile requirements/*.in into the hashed locks, development first (the others are
+# constrained to its versions). Existing pins stay; to move one, edit its .in line, or pass
+# LOCK_ARGS="--upgrade-package NAME".
+LOCK := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock: $(VENV)/.installed
+	$(LOCK) --output-file requirements/local.txt requirements/local.in
+	$(LOCK) --output-file requirements/production.txt requirements/production.in
+	$(LOCK) --output-file requirements/bench.txt requirements/bench.in

@@ -76,7 +76,7 @@ KEPT_OUT = (
 NEEDED = (
     "manage.py",
     "requirements/production.txt",
-    "requirements/base.txt",
+    "requirements/base.in",
     "selfos/settings/production.py",
     "workers/memory/onnx_encoder.py",
     "outbox/models.py",
@@ -119,7 +119,7 @@ def test_the_image_runs_as_a_fixed_non_root_uid_that_owns_var() -> None:
 
 def test_the_image_keeps_its_build_steps() -> None:
     runs = " && ".join(args for keyword, args in dockerfile() if keyword == "RUN")
-    assert "pip install --no-cache-dir -r requirements/production.txt" in runs
+    assert re.search(r"pip install --no-cache-dir --require-hashes .*-r requirements/production.txt", runs)
     assert "manage.py collectstatic --noinput" in runs
     assert "manage.py memory prepare" in runs
 
