@@ -17,6 +17,11 @@ For each delivery id in a message it:
   instead of per delivery, while no row stays locked for long. Subscribers with
   `atomic=False` (side effects outside the database) keep a transaction each (the same
   loop, with a group of one);
+- a subscriber with a batch handler gets the batch in one call (a constant number of
+  queries for the lot); the events it leaves (a push deferred by quiet hours) run one by
+  one after it, and a batch that raises runs again one by one, so a bad event fails
+  alone. With `prepare`, slow work that needs no lock (an LLM writing) runs before the
+  claim, outside any transaction, and the batch handler records it under its locks;
 - on failure rolls the handler's writes back and records the attempt (`outcomes`);
 - when the outcome cannot be recorded at all (the database went away mid-message),
   raises, and `message.run_message` sends the Celery message again.
@@ -59,11 +64,14 @@ def run_deliveries(
     own = frozenset(delivery_ids)  # a skip is news for these; for the ones taken while waiting, it is not
     delivery_ids = _with_waiting(sub, delivery_ids)
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
-    if sub.batch_handler is not None and len(delivery_ids) > 1:
-        counts = _run_batch(sub, delivery_ids, context)
-        if counts is not None:
-            return counts
-    return _run_grouped(sub, delivery_ids, context, own)
+    if sub.batch_handler is not None and (len(delivery_ids) > 1 or sub.prepare is not None):
+        batched = _run_batch(sub, delivery_ids, context)
+        if batched is not None:
+            counts, one_by_one = batched
+            if one_by_one:
+                counts.update(_run_grouped(sub, one_by_one, context, own))
+            return dict(counts)
+    return dict(_run_grouped(sub, delivery_ids, context, own))
 
 
 def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
@@ -112,7 +120,7 @@ def _event(delivery: Delivery) -> Event:
 
 def _run_grouped(
     sub: Subscriber, delivery_ids: Sequence[int], context: dict[str, str], own: frozenset[int]
-) -> dict[str, int]:
+) -> Counter[str]:
     """Each delivery in its own savepoint; as many per transaction as fit in the group budget.
 
     A subscriber that is not atomic gets no savepoint (what its handler wrote before raising
@@ -151,7 +159,7 @@ def _run_grouped(
             if done:
                 record_success(done, context)
                 counts["succeeded"] += len(done)
-    return dict(counts)
+    return counts
 
 
 def _log_skip(delivery_id: int, sub: Subscriber) -> None:
@@ -165,18 +173,42 @@ def _log_skip(delivery_id: int, sub: Subscriber) -> None:
 
 def _run_batch(
     sub: Subscriber, delivery_ids: Sequence[int], context: dict[str, str]
-) -> dict[str, int] | None:
-    """All claimable deliveries through the batch handler at once; None means "go one by one"."""
+) -> tuple[Counter[str], list[int]] | None:
+    """The claimable deliveries through the batch handler at once.
+
+    Returns the counts and the deliveries the handler left to be run one by one, or None
+    for "go one by one" (the handler, or its prepare step, raised). An atomic subscriber's
+    batch runs in a savepoint: all of it or none. A non-atomic one's keeps what it wrote
+    before raising (a push's receipts), and the one-by-one pass skips that work.
+    """
     assert sub.batch_handler is not None
     started_at = timezone.now()
     clock = time.perf_counter()
+    prepared: object = None
+    if sub.prepare is not None:
+        # Before the claim, with no transaction open: slow work that needs no lock (an LLM
+        # call) holds neither the delivery rows nor a connection idle in a transaction.
+        unclaimed = Delivery.objects.select_related("event").filter(
+            id__in=delivery_ids, subscriber=sub.name, status=Delivery.Status.DISPATCHED
+        )
+        try:
+            prepared = sub.prepare([_event(d) for d in unclaimed])
+        except Exception:
+            logger.warning(
+                "outbox: preparing %s deliveries failed; running them one by one", sub.name, exc_info=True
+            )
+            return None
     with transaction.atomic():
         deliveries = _claim(sub.name, delivery_ids)
         if not deliveries:
-            return {"skipped": len(delivery_ids)}
+            return Counter(skipped=len(delivery_ids)), []
+        events = [_event(d) for d in deliveries]
         try:
-            with transaction.atomic():
-                sub.batch_handler([_event(d) for d in deliveries])
+            with transaction.atomic() if sub.atomic else contextlib.nullcontext():
+                if sub.prepare is not None:
+                    left = sub.batch_handler(events, prepared)
+                else:
+                    left = sub.batch_handler(events)
         except Exception as exc:
             _reraise_if_database_gone(exc)
             logger.warning(
@@ -186,16 +218,21 @@ def _run_batch(
                 exc_info=True,
             )
             return None
+        left_events = set(left or ())
+        done = [d for d in deliveries if d.event_id not in left_events]
         duration_ms = (time.perf_counter() - clock) * 1000 / len(deliveries)
-        record_success([(d, started_at, duration_ms) for d in deliveries], context)
-    logger.debug(  # each delivery has its own line (from _record_success); this sums them up
-        "outbox: batch of %d %s deliveries succeeded",
-        len(deliveries),
+        if done:
+            record_success([(d, started_at, duration_ms) for d in done], context)
+    logger.debug(  # each delivery has its own line (from record_success); this sums them up
+        "outbox: batch of %d %s deliveries succeeded, %d left to run one by one",
+        len(done),
         sub.name,
+        len(deliveries) - len(done),
         extra={
-            "delivery_ids": [d.id for d in deliveries],
-            "event_ids": [d.event_id for d in deliveries],
+            "delivery_ids": [d.id for d in done],
+            "event_ids": [d.event_id for d in done],
             "subscriber": sub.name,
         },
     )
-    return {"succeeded": len(deliveries), "skipped": len(delivery_ids) - len(deliveries)}
+    counts = Counter(succeeded=len(done), skipped=len(delivery_ids) - len(deliveries))
+    return counts, [d.id for d in deliveries if d.event_id in left_events]

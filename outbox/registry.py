@@ -12,9 +12,9 @@ them apart and a slow one never holds up another's queue.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from celery import Task as CeleryTask
 from celery import shared_task
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from .events import Event
 
 Handler = Callable[["Event"], None]
-BatchHandler = Callable[[Sequence["Event"]], None]
+# Takes the batch (and, for a subscriber with `prepare`, what prepare returned); returns the
+# ids of the events it leaves to be run one by one (None or empty: it handled them all).
+BatchHandler = Callable[..., "Collection[int] | None"]
+Prepare = Callable[[Sequence["Event"]], Any]
 
 
 class DuplicateSubscriber(Exception):
@@ -61,10 +64,16 @@ class Subscriber:
     handler: Handler
     retry: RetryPolicy
     task: CeleryTask = field(repr=False)
-    # Optional: handles many events in one call (e.g. one embedding model call for
-    # a backlog). When it raises, the batch is re-run one event at a time so that
-    # one bad event fails alone.
+    # Optional: handles many events in one call, with a constant number of queries (one
+    # embedding model call, one multicast push). When it raises, the batch is re-run one
+    # event at a time so that one bad event fails alone; the events whose ids it returns are
+    # run one by one after it (a push deferred by quiet hours, a device to retry).
     batch_handler: BatchHandler | None = field(default=None, repr=False)
+    # Optional, with a batch handler: slow work that needs no lock (an LLM writing a story),
+    # run before the deliveries are claimed and outside any transaction. What it returns is
+    # passed to the batch handler, which must check it still holds under its locks. Every
+    # delivery of such a subscriber goes through the batch handler, even alone.
+    prepare: Prepare | None = field(default=None, repr=False)
     # True: the handler's writes roll back when it raises (the default, and what
     # makes a database effect exactly-once). False: what it wrote before raising
     # is kept and committed with the failure; for handlers with outside effects
@@ -82,6 +91,7 @@ def subscriber(
     queue: str | None = None,
     retry: RetryPolicy | None = None,
     batch_handler: BatchHandler | None = None,
+    prepare: Prepare | None = None,
     atomic: bool = True,
     task_name: str | None = None,
 ) -> Callable[[Handler], Handler]:
@@ -95,6 +105,8 @@ def subscriber(
     def register(handler: Handler) -> Handler:
         if name in _subscribers:
             raise DuplicateSubscriber(f"a subscriber named {name!r} is already registered")
+        if prepare is not None and batch_handler is None:
+            raise TypeError(f"subscriber {name!r}: prepare needs a batch_handler to pass its result to")
         full_name = task_name or f"{handler.__module__}.{handler.__name__}"
         _subscribers[name] = Subscriber(
             name=name,
@@ -104,6 +116,7 @@ def subscriber(
             retry=retry or RetryPolicy(),
             task=_make_task(name, full_name),
             batch_handler=batch_handler,
+            prepare=prepare,
             atomic=atomic,
         )
         return handler

@@ -63,9 +63,14 @@ def figures_from(
 def goal_percent(goal: Goal) -> Decimal:
     """The mean of its live projects' percents (archived projects and empty ones do not count)."""
     projects = [p for p in goal.projects.exclude(status=Project.Status.ARCHIVED) if p.tasks.exists()]
-    if not projects:
+    return mean_percent([project_figures(p).percent for p in projects])
+
+
+def mean_percent(percents: list[Decimal]) -> Decimal:
+    """goal_percent() over its live, non-empty projects' percents already computed."""
+    if not percents:
         return Decimal(0)
-    return Decimal(mean(project_figures(p).percent for p in projects)).quantize(Decimal("0.01"))
+    return Decimal(mean(percents)).quantize(Decimal("0.01"))
 
 
 def user_zone(user_id: int) -> ZoneInfo:
@@ -113,12 +118,21 @@ def estimated_finish(
     project: Project, figures: ProjectFigures, user: UserFigures, today: date
 ) -> date | None:
     """When the remaining tasks are done at the project's recent pace (else the user's)."""
+    recent = project.tasks.filter(completed_at__gte=pace_window_start()).count()
+    return finish_from(figures, recent, user, today)
+
+
+def pace_window_start() -> datetime:
+    """Tasks completed since then set a project's recent pace."""
+    return timezone.now() - timedelta(days=PACE_WINDOW_DAYS)
+
+
+def finish_from(figures: ProjectFigures, recent_done: int, user: UserFigures, today: date) -> date | None:
+    """estimated_finish() with the project's tasks completed in the pace window already counted."""
     remaining = figures.tasks_total - figures.tasks_done
     if remaining == 0:
         return today if figures.tasks_total else None
-    since = timezone.now() - timedelta(days=PACE_WINDOW_DAYS)
-    per_day = project.tasks.filter(completed_at__gte=since).count() / PACE_WINDOW_DAYS
-    per_day = per_day or float(user.pace_per_week) / 7
+    per_day = recent_done / PACE_WINDOW_DAYS or float(user.pace_per_week) / 7
     if not per_day:
         return None
     return today + timedelta(days=math.ceil(remaining / per_day))

@@ -10,6 +10,8 @@ the same transaction as the snapshot; the status change they ride on is what mak
 each fire once per transition. A project or goal that drops below 100 % again (a
 task reopened or added) goes back to active, and emits again when it finishes
 again: a second finish is a real event for the story and the notifications.
+A message's deliveries (and those waiting with them) go through `batch.update_progress_many`,
+which gives the same figures with one recompute per project, goal and owner per batch.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tasks_app.models import Goal, Project
 from ..events import GOAL_REACHED, PROJECT_COMPLETED
 from ..models import ProgressSnapshot
 from ..queues import Queue
+from .batch import update_progress_many
 from .figures import HUNDRED, estimated_finish, figures_from, goal_percent, user_figures
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
     events=[TASK_COMPLETED, TASK_REOPENED, TASK_DELETED, PROJECT_DELETED],
     queue=Queue.PROGRESS,
     retry=RetryPolicy(max_retries=5, backoff=1, backoff_max=60),
+    batch_handler=update_progress_many,
     task_name="workers.progress.update_progress",
 )
 def update_progress(event: Event) -> None:
