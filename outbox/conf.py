@@ -13,6 +13,10 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_INTERVAL": 1.0,  # seconds between beat-driven relay runs
     "RELAY_BATCH_SIZE": 500,  # events claimed per relay transaction
     "RELAY_TIME_BUDGET": 5.0,  # seconds one relay run keeps draining a backlog
+    # A kicked run starting sooner than this after the last one ended waits out the rest, so
+    # under load each run carries the events of this long (at low load, runs are further apart
+    # than this and none waits).
+    "RELAY_MIN_SPACING": 0.02,
     "MESSAGE_BATCH_SIZE": 100,  # deliveries of one subscriber carried by one Celery message
     "LEASE_SECONDS": 120,  # a dispatched delivery unfinished after this is re-published...
     "LEASE_MAX_SECONDS": 3600,  # ...unless its queue still holds messages: then after this

