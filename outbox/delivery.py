@@ -234,5 +234,6 @@ def _run_batch(
             "subscriber": sub.name,
         },
     )
-    counts = Counter(succeeded=len(done), skipped=len(delivery_ids) - len(deliveries))
+    # Only what happened, as one by one counts it: no zero entries.
+    counts = +Counter(succeeded=len(done), skipped=len(delivery_ids) - len(deliveries))
     return counts, [d.id for d in deliveries if d.event_id in left_events]
