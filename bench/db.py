@@ -6,6 +6,7 @@ TABLES = (
     "outbox_deliveryattempt",
     "outbox_delivery",
     "outbox_outboxevent",
+    "outbox_eventlog",
     "workers_progresssnapshot",
     "workers_storysegment",
     "workers_pushreceipt",

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from . import dashboard, services
+from .eventlog import admin as eventlog_admin  # noqa: F401 - registers the event log's browser
 from .models import Delivery, DeliveryAttempt, OutboxEvent
 
 

@@ -33,6 +33,14 @@ DEFAULTS: dict[str, Any] = {
     "KICK": True,  # run the relay right after a commit that wrote events
     "KICK_PENDING_SECONDS": 5,  # a kicked run not started by then no longer holds kicks back
     "CACHE": "default",  # the Django cache (shared by all processes) that coalesces kicks
+    # The event log (outbox/eventlog/): monthly partitions made this many months ahead, by a
+    # beat task run this often (seconds); rows of a month without one go to the DEFAULT partition.
+    "EVENTLOG_PARTITIONS_AHEAD": 3,
+    "EVENTLOG_PARTITIONS_INTERVAL": 6 * 3600.0,
+    "EVENTLOG_EXPORT_CHUNK": 20_000,  # rows fetched from the server-side cursor per round trip
+    # The keyed hash (HMAC-SHA256) that pseudonymizes owner ids in datasets. Empty: not set, and
+    # `events dataset` refuses to run unless DEBUG is on (it then uses a fixed development key).
+    "EVENTLOG_PSEUDONYM_KEY": "",
 }
 
 

@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .eventlog.models import EventLog  # noqa: F401 - the event log's model, found by Django here
+
 
 class OutboxEvent(models.Model):
     """A domain event, written in the same transaction as the change it describes."""

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Model
 
 from . import conf
+from .eventlog.writer import log_event
 from .models import OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def publish(
     """Record `event_type` about `aggregate` in the current transaction.
 
     The event becomes visible to the relay exactly when the caller's transaction
-    commits, and vanishes with it if it rolls back: that is the whole guarantee.
+    commits, and vanishes with it if it rolls back: that is the whole guarantee. Its copy in
+    the event log is written in the same transaction, under the same guarantee.
     """
     # One database: the relay, the workers and retention all use the default one, so an
     # event written elsewhere would never be seen.
@@ -40,14 +42,17 @@ def publish(
         raise OutsideTransaction(f"publish({event_type!r}) must run inside transaction.atomic()")
     # Round-trip through JSON now, so a payload that would not survive the trip
     # fails in the request that made it, not later in a worker.
-    body = json.loads(json.dumps({**payload, "type": event_type, "version": version}, cls=DjangoJSONEncoder))
+    text = json.dumps({**payload, "type": event_type, "version": version}, cls=DjangoJSONEncoder)
     event = OutboxEvent.objects.create(
         type=event_type,
         version=version,
         aggregate_type=aggregate._meta.label_lower,
         aggregate_id=str(aggregate.pk),
-        payload=body,
+        payload=json.loads(text),
     )
+    # The durable copy, in this same transaction: it commits (or rolls back) with the event, so
+    # every event is logged exactly once whatever the relay does later (crash, replay).
+    log_event(event, text)
     _kick_on_commit()
     return event
 

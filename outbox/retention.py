@@ -1,7 +1,10 @@
-"""Retention: deletes events whose every delivery succeeded, once they are old enough.
+"""Retention: deletes events whose every delivery succeeded, once they are old enough and
+in the event log.
 
 Events with a dead, pending or dispatched delivery stay: they still need an operator
-or a worker. Deletes go in bounded batches so the table is never locked for long.
+or a worker. An event missing from the event log stays too (`manage.py events backfill` logs
+it): retention must never erase history. Deletes go in bounded batches so the table is never
+locked for long.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from . import conf
+from .eventlog.models import EventLog
 from .models import Delivery, DeliveryAttempt, OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -25,10 +29,12 @@ def purge_batch(older_than_days: float | None = None, batch_size: int | None = N
     batch_size = batch_size or conf.get("RETENTION_BATCH_SIZE")
     cutoff = timezone.now() - timedelta(days=days)
     unfinished = Delivery.objects.filter(event=OuterRef("pk")).exclude(status=Delivery.Status.SUCCEEDED)
+    # By event id alone: the log's key leads with it, so this is one index probe per partition.
+    logged = EventLog.objects.filter(event_id=OuterRef("pk"))
     with transaction.atomic():
         ids = list(
             OutboxEvent.objects.filter(status=OutboxEvent.Status.DISPATCHED, dispatched_at__lt=cutoff)
-            .filter(~Exists(unfinished))
+            .filter(~Exists(unfinished), Exists(logged))
             .order_by("dispatched_at")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[:batch_size]

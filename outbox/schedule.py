@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery, current_app
 
 from . import conf
+from .eventlog import tasks as eventlog_tasks  # noqa: F401 - registers outbox.eventlog_partitions
 
 ROUTER = "outbox.registry.route"
 
@@ -36,6 +37,12 @@ def beat_entries() -> dict[str, dict[str, Any]]:
             "task": "outbox.retention",
             "schedule": timedelta(seconds=conf.get("RETENTION_INTERVAL")),
             "options": {"queue": queue, "expires": 600},
+        },
+        # Months ahead, so inserts find their month's partition (the migration makes the first).
+        "outbox-eventlog-partitions": {
+            "task": "outbox.eventlog_partitions",
+            "schedule": timedelta(seconds=conf.get("EVENTLOG_PARTITIONS_INTERVAL")),
+            "options": {"queue": queue, "expires": 3600},
         },
     }
 

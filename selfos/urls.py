@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/", include("tasks_app.urls")),
     path("api/", include("workers.urls")),
     path("api/", include("selfos.accounts.urls")),
+    path("api/", include("outbox.eventlog.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from outbox.api import publish
+from outbox.api import forget_history, publish
 
 from . import events
 from .models import Goal, Project, Task
@@ -55,6 +55,8 @@ def reopen_task(task: Task, status: str = Task.Status.TODO) -> bool:
 def delete_task(task: Task) -> None:
     """Delete a task and record `task.deleted`, so derived data (progress, memory) follows."""
     payload = events.task_payload(task)
+    # Its history goes from the event log; the task.deleted event, ids only, is what stays.
+    forget_history(task, task.owner_id)
     publish(events.TASK_DELETED, task, payload, version=events.TASK_PAYLOAD_VERSION)
     task.delete()
     logger.info("task %s of user %s deleted", payload["task_id"], payload["user_id"])
@@ -70,6 +72,7 @@ def delete_project(project: Project) -> None:
     locked = Project.objects.select_for_update().get(pk=project.pk)
     task_ids = list(Task.objects.filter(project=locked).order_by("pk").values_list("pk", flat=True))
     payload = events.project_deleted_payload(locked, task_ids)
+    forget_history(locked, locked.owner_id)
     publish(events.PROJECT_DELETED, locked, payload, version=events.DELETE_PAYLOAD_VERSION)
     locked.delete()
     logger.info(
@@ -83,6 +86,7 @@ def delete_goal(goal: Goal) -> None:
     locked = Goal.objects.select_for_update().get(pk=goal.pk)
     project_ids = list(Project.objects.filter(goal=locked).order_by("pk").values_list("pk", flat=True))
     payload = events.goal_deleted_payload(locked, project_ids)
+    forget_history(locked, locked.owner_id)
     publish(events.GOAL_DELETED, locked, payload, version=events.DELETE_PAYLOAD_VERSION)
     locked.delete()
     logger.info(

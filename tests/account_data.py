@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Model
 from django.utils import timezone
 
+from outbox.eventlog.models import EventLog
 from outbox.models import Delivery, OutboxEvent
 from tasks_app import services
 from tasks_app.models import Goal, MediaAttachment, Project, Task
@@ -105,6 +106,7 @@ def make_everything(user: Any) -> Made:
             "notifications": Notification.objects.filter(owner=user),
             "devices": Device.objects.filter(owner=user),
             "memory_entries": MemoryEntry.objects.filter(owner=user),
+            "events": EventLog.objects.filter(owner_id=user.pk),
         }.items()
     }
     # The real code made every kind: an empty one would make the checks below vacuous.
@@ -167,5 +169,7 @@ def events_mentioning(user_id: int, ids: set[str]) -> list[int]:
 
 
 def all_ids(made: Made) -> set[str]:
-    """The user's rows' UUIDs (snapshot ids are small integers: no use searching text for them)."""
-    return set().union(*(ids for kind, ids in made.ids.items() if kind != "progress_snapshots"))
+    """The user's rows' UUIDs (snapshot and event ids are small integers: no use searching text for them)."""
+    return set().union(
+        *(ids for kind, ids in made.ids.items() if kind not in ("progress_snapshots", "events"))
+    )

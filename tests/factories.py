@@ -59,3 +59,23 @@ class MediaAttachmentFactory(DjangoModelFactory):
     kind = MediaAttachment.Kind.IMAGE
     url = factory.Sequence(lambda n: f"https://media.example/{n}.jpg")
     caption = factory.Sequence(lambda n: f"Caption {n}")
+
+
+# Appended with the event log's factory (kept at the end so that edits above merge cleanly).
+from django.utils import timezone  # noqa: E402
+
+
+class EventLogFactory(DjangoModelFactory):
+    """An event log row, written as the writer would (for the feed, export and pruning tests)."""
+
+    class Meta:
+        model = "outbox.EventLog"
+
+    event_id = factory.Sequence(lambda n: 10_000_000 + n)
+    committed_at = factory.LazyFunction(timezone.now)
+    type = "task.completed"
+    version = 1
+    aggregate_type = "tasks_app.task"
+    aggregate_id = factory.Faker("uuid4")
+    owner_id = None
+    payload = factory.LazyAttribute(lambda o: {"user_id": o.owner_id, "task_id": o.aggregate_id})

@@ -38,9 +38,14 @@ def test_export_round_trips_everything_of_the_caller_and_nothing_else(
     assert document["profile"]["username"] == user.username
     assert document["profile"]["date_joined"]
     assert document["preferences"]["time_zone"] == "Europe/Paris"
-    for kind in list(export.sections(user.pk))[:-1]:  # all but memory entries: their id is the task's
+    for kind in set(export.sections(user.pk)) - {"memory_entries", "events"}:
         assert {str(row["id"]) for row in document[kind]} == mine.ids[kind], kind
+    # A memory entry's id is its task's; an event's, the outbox event's.
     assert {row["task_id"] for row in document["memory_entries"]} == mine.ids["memory_entries"]
+    assert {str(row["event_id"]) for row in document["events"]} == mine.ids["events"]
+    assert [row["committed_at"] for row in document["events"]] == sorted(
+        r["committed_at"] for r in document["events"]
+    )
     assert {m["id"] for task in document["tasks"] for m in task["media"]} == mine.ids["media"]
     assert any(n["pushes"] for n in document["notifications"])
     # The content, not only the ids: what the user wrote and what was made of it.
@@ -60,4 +65,4 @@ def test_export_round_trips_everything_of_the_caller_and_nothing_else(
 def test_export_of_a_new_account_is_a_complete_empty_document(api: APIClient, user: Any) -> None:
     _, document, _ = export_of(api)
     assert document["preferences"] is None
-    assert all(document[kind] == [] for kind in ("goals", "tasks", "devices", "memory_entries"))
+    assert all(document[kind] == [] for kind in ("goals", "tasks", "devices", "memory_entries", "events"))

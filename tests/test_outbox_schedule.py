@@ -34,7 +34,13 @@ def test_install_on_a_bare_app_adds_entries_and_one_router_and_keeps_the_hosts(s
     schedule.install(bare)
     schedule.install(bare)  # twice: still one router
     assert bare.conf.beat_schedule["outbox-relay"] == custom  # the host's own wins
-    assert set(bare.conf.beat_schedule) == {"outbox-relay", "outbox-sweep", "outbox-retention", "mine"}
+    assert set(bare.conf.beat_schedule) == {
+        "outbox-relay",
+        "outbox-sweep",
+        "outbox-retention",
+        "outbox-eventlog-partitions",
+        "mine",
+    }
     assert bare.conf.task_routes == (schedule.ROUTER, {"x": {"queue": "q"}})
 
 

@@ -24,6 +24,7 @@ MODULES = {
     "retention": "retention",
     "embedding": "embedding",
     "search": "search",
+    "eventlog": "eventlog",
 }
 
 

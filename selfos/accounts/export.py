@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from outbox.eventlog.models import EventLog
 from tasks_app.models import Goal, MediaAttachment, Project, Task
 from workers.models import (
     Device,
@@ -141,6 +142,15 @@ def sections(owner_id: int) -> dict[str, Callable[[], Iterable[Row]]]:
             MemoryEntry.objects.filter(**owned)
             .order_by("completed_at", "task_id")
             .values("task_id", "title", "text", "completed_at", "updated_at")
+            .iterator(chunk_size=CHUNK)
+        ),
+        # The activity history (the event log), oldest first, as GET /api/events/ shows it.
+        "events": lambda: (
+            EventLog.objects.filter(**owned)
+            .order_by("committed_at", "event_id")
+            .values(
+                "event_id", "type", "version", "aggregate_type", "aggregate_id", "payload", "committed_at"
+            )
             .iterator(chunk_size=CHUNK)
         ),
     }

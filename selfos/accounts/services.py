@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from outbox.eventlog.writer import forget_owner as forget_logged_events
 from outbox.models import OutboxEvent
 from outbox.retention import delete_events
 from tasks_app.models import Goal, MediaAttachment, Project, Task
@@ -78,5 +79,8 @@ def delete_account(user: AbstractBaseUser) -> dict[str, int]:
     # Events committed meanwhile by the transactions the deletes above waited for (a completion
     # racing this delete, a progress milestone published by a handler that was running).
     counts["outbox.OutboxEvent (after)"] = purge_outbox(user_id)
+    # The user's history in the event log: last, so it takes the events the purge above saw too
+    # (each was logged in the transaction that wrote it).
+    counts["outbox.EventLog"] = forget_logged_events(user_id)
     logger.info("account of user %s deleted: %s", user_id, {k: v for k, v in sorted(counts.items()) if v})
     return counts

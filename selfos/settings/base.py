@@ -214,6 +214,12 @@ _OUTBOX_FROM_ENV = {
     "RETENTION_BATCH_SIZE": env.int,
     "RETENTION_INTERVAL": env.float,
     "KICK": env.bool,
+    "EVENTLOG_PARTITIONS_AHEAD": env.int,
+    "EVENTLOG_PARTITIONS_INTERVAL": env.float,
+    "EVENTLOG_EXPORT_CHUNK": env.int,
+    # A secret: the key of the keyed hash that pseudonymizes owners in `events dataset`. No
+    # default here or in production; only a DEBUG (development) run falls back to a fixed key.
+    "EVENTLOG_PSEUDONYM_KEY": env.str,
 }
 OUTBOX = {
     key: read(f"OUTBOX_{key}") for key, read in _OUTBOX_FROM_ENV.items() if f"OUTBOX_{key}" in os.environ
