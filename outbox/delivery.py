@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from . import conf, registry
@@ -211,6 +211,11 @@ def _run_batch(
                     left = sub.batch_handler(events)
         except Exception as exc:
             _reraise_if_database_gone(exc)
+            if isinstance(exc, DatabaseError) and not sub.atomic:
+                # A non-atomic batch whose query failed outside a savepoint of its own has broken
+                # the transaction: roll it back (PostgreSQL would turn the commit into a silent
+                # rollback anyway), and the one-by-one pass redoes what it had written.
+                transaction.set_rollback(True)
             logger.warning(
                 "outbox: batch of %d %s deliveries failed; retrying them one by one",
                 len(deliveries),

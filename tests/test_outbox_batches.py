@@ -147,6 +147,24 @@ def test_a_non_atomic_batch_keeps_what_it_wrote_before_raising(declare) -> None:
     assert sorted(Effect.objects.values_list("event_id", flat=True)) == [e.id for e in events]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_non_atomic_batch_whose_query_broke_the_transaction_is_rolled_back_and_redone(declare) -> None:
+    events = make_events(2)
+
+    def batch(batch_events: Sequence[Event]) -> None:
+        Effect.objects.create(subscriber=NAME, event_id=batch_events[0].id)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")  # no savepoint: the transaction is now aborted
+
+    def handler(event: Event) -> None:
+        Effect.objects.get_or_create(subscriber=NAME, event_id=event.id)
+
+    declare(handler, batch_handler=batch, atomic=False)
+    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 2}
+    assert sorted(Effect.objects.values_list("event_id", flat=True)) == [e.id for e in events]
+    assert statuses(events) == ["succeeded", "succeeded"]
+
+
 @pytest.mark.django_db
 def test_an_atomic_batch_that_raises_leaves_nothing_behind(declare) -> None:
     events = make_events(2)

@@ -10,35 +10,49 @@ fails after the quiet hours retries with the subscriber's own policy, attempts r
 A deleted task, project or goal takes its notifications (and their receipts) with it. The
 subject is locked while its notification is made, so a delete waits for that and its own
 delivery then finds the notification; one made after a delete finds no subject and is not made.
+When deliveries pile up, a message's many go through `batch.notify_many` (the same rows and
+pushes, one push call for all); what needs a delivery of its own (quiet hours, a device to
+retry, an unreadable payload) it leaves to this handler, run one by one after it.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.utils import timezone
 
 from outbox.api import Deferred, Event, RetryPolicy, TransientError, subscriber
 from tasks_app.events import GOAL_DELETED, PROJECT_DELETED, TASK_COMPLETED, TASK_DELETED
-from tasks_app.models import Goal, Project, Task
 
 from ..events import GOAL_REACHED, PROJECT_COMPLETED
 from ..locks import hold_against_delete
 from ..models import Device, Notification, Preferences, PushReceipt
-from ..progress.figures import zone_named
 from ..queues import Queue
-from .push import Outcome, PushMessage, get_backend
+from .batch import notify_many
+from .content import (
+    FORGET,
+    NOTIFICATION_ID_NAMESPACE,
+    PAYLOAD_VERSION,
+    SUBJECT,
+    describe,
+    notification_id,
+    push_message,
+    quiet_hours_end,
+)
+from .push import Outcome, get_backend
 
 logger = logging.getLogger(__name__)
 
-# A notification's id comes from its event. A worker killed after FCM took a push, and
-# before its receipt committed, rolls the first row back; the retry makes the same id,
-# so the repeated push carries the same collapse id and the device shows it once.
-NOTIFICATION_ID_NAMESPACE = uuid.UUID("5f0c7d4e-2b8a-4c1e-9a57-3d6e1f0b8c21")
+# Re-exported: tests and older imports name them here.
+__all__ = [
+    "FORGET",
+    "NOTIFICATION_ID_NAMESPACE",
+    "ensure_notification",
+    "forget",
+    "notify",
+    "quiet_hours_end",
+]
 
 
 @subscriber(
@@ -46,11 +60,14 @@ NOTIFICATION_ID_NAMESPACE = uuid.UUID("5f0c7d4e-2b8a-4c1e-9a57-3d6e1f0b8c21")
     events=[TASK_COMPLETED, PROJECT_COMPLETED, GOAL_REACHED, TASK_DELETED, PROJECT_DELETED, GOAL_DELETED],
     queue=Queue.NOTIFICATIONS,
     retry=RetryPolicy(max_retries=8, backoff=2, backoff_max=300),
+    # Many deliveries at once: one query per step and one push call for the whole batch; it
+    # leaves quiet hours and devices to retry to this handler, one by one (batch.py).
+    batch_handler=notify_many,
     atomic=False,
     task_name="workers.notifications.notify",
 )
 def notify(event: Event) -> None:
-    event.require("user_id", version=1)
+    event.require("user_id", version=PAYLOAD_VERSION)
     if event.type in FORGET:
         forget(event)
         return
@@ -70,14 +87,10 @@ def notify(event: Event) -> None:
     push(notification)
 
 
-# A deleted subject's id, as its notifications' data names it.
-FORGET = {TASK_DELETED: "task_id", PROJECT_DELETED: "project_id", GOAL_DELETED: "goal_id"}
-
-
 def forget(event: Event) -> None:
     """Delete the notifications about the deleted task, project or goal (receipts cascade)."""
     key = FORGET[event.type]
-    event.require(key, "user_id", version=1)
+    event.require(key, "user_id", version=PAYLOAD_VERSION)
     subject_id = str(event.payload[key])
     _, by_model = Notification.objects.filter(
         owner_id=event.payload["user_id"], data__contains={key: subject_id}
@@ -106,7 +119,7 @@ def ensure_notification(event: Event) -> Notification | None:
         notification, _ = Notification.objects.get_or_create(
             event_id=event.id,
             defaults={
-                "id": uuid.uuid5(NOTIFICATION_ID_NAMESPACE, str(event.id)),
+                "id": notification_id(event.id),
                 "owner_id": event.payload["user_id"],
                 "kind": event.type,
                 "title": title,
@@ -118,42 +131,12 @@ def ensure_notification(event: Event) -> Notification | None:
 
 
 def _content(event: Event) -> tuple[str, str, dict[str, str]] | None:
-    if event.type == TASK_COMPLETED:
-        hold_against_delete(Task, [event.payload.get("task_id")])
-        task = Task.objects.filter(pk=event.payload.get("task_id")).first()
-        if task is None:
-            return None
-        return "Task completed", f"🎉 You completed “{task.title}”!", {"task_id": str(task.pk)}
-    if event.type == PROJECT_COMPLETED:
-        hold_against_delete(Project, [event.payload.get("project_id")])
-        project = Project.objects.filter(pk=event.payload.get("project_id")).first()
-        if project is None:
-            return None
-        return "Project complete", f"🏁 “{project.title}” is done.", {"project_id": str(project.pk)}
-    hold_against_delete(Goal, [event.payload.get("goal_id")])
-    goal = Goal.objects.filter(pk=event.payload.get("goal_id")).first()
-    if goal is None:
+    model, key = SUBJECT[event.type]
+    hold_against_delete(model, [event.payload.get(key)])
+    subject = model.objects.filter(pk=event.payload.get(key)).first()
+    if subject is None:
         return None
-    return "Goal reached", f"🏆 You reached “{goal.title}”!", {"goal_id": str(goal.pk)}
-
-
-def quiet_hours_end(prefs: Preferences, now: datetime) -> datetime | None:
-    """When the current quiet hours end, or None if it is not quiet now (windows may wrap midnight)."""
-    start, end = prefs.quiet_hours_start, prefs.quiet_hours_end
-    if start is None or end is None or start == end:
-        return None
-    zone = zone_named(prefs.time_zone)
-    local = now.astimezone(zone)
-    t = local.time().replace(tzinfo=None)
-    quiet = start <= t < end if start < end else (t >= start or t < end)
-    if not quiet:
-        return None
-    end_day = local.date() if t < end else local.date() + timedelta(days=1)
-    return _at(end_day, end, zone)
-
-
-def _at(day: object, at: time, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, at, tzinfo=zone).astimezone(ZoneInfo("UTC"))  # type: ignore[arg-type]
+    return describe(event.type, subject)
 
 
 def push(notification: Notification) -> None:
@@ -165,16 +148,7 @@ def push(notification: Notification) -> None:
     )
     retry = []
     if devices:
-        messages = [
-            PushMessage(
-                token=d.token,
-                title=notification.title,
-                body=notification.body,
-                collapse_id=str(notification.pk),
-                data={**notification.data, "notification_id": str(notification.pk)},
-            )
-            for d in devices
-        ]
+        messages = [push_message(notification, d.token) for d in devices]
         results = get_backend().send(messages)
         receipts = []
         for device, result in zip(devices, results, strict=True):
