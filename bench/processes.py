@@ -16,6 +16,8 @@ from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "bench" / "results" / "tmp"
+# The Procfile's `worker` line: progress, story and notifications in one worker (pool, concurrency).
+SUBSCRIBERS_POOL = ("prefork", 2)
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -78,7 +80,9 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def worker(self, name: str, queues: str, concurrency: int = 1, **env: str) -> subprocess.Popen[bytes]:
+    def worker(
+        self, name: str, queues: str, concurrency: int = 1, pool: str = "prefork", **env: str
+    ) -> subprocess.Popen[bytes]:
         return self.start(
             name,
             "worker",
@@ -86,6 +90,8 @@ class Processes:
             f"{name}@bench",
             "-Q",
             queues,
+            "-P",
+            pool,
             "-c",
             str(concurrency),
             "--without-mingle",
@@ -95,12 +101,18 @@ class Processes:
             **env,
         )
 
-    def service(self, **env: str) -> dict[str, subprocess.Popen[bytes]]:
+    def service(
+        self, subscribers: tuple[str, int] = SUBSCRIBERS_POOL, **env: str
+    ) -> dict[str, subprocess.Popen[bytes]]:
         """The Procfile's worker layout (relay; progress, story and notifications; memory) and
-        beat, ready to work; returns the workers by name."""
+        beat, ready to work; returns the workers by name. `subscribers` is the (pool,
+        concurrency) of the progress, story and notifications worker."""
+        pool, concurrency = subscribers
         workers = {
             "relay": self.worker("relay", "outbox", **env),
-            "subscribers": self.worker("subscribers", "progress,story,notifications", concurrency=2, **env),
+            "subscribers": self.worker(
+                "subscribers", "progress,story,notifications", concurrency=concurrency, pool=pool, **env
+            ),
             "memory": self.worker("memory", "memory", **env),
         }
         self.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)

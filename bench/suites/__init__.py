@@ -20,6 +20,7 @@ MODULES = {
     # Sustained first: latency runs at half the rate it measures.
     "sustained": "sustained",
     "latency": "latency",
+    "layout": "layout",
     "backlog": "backlog",
     "retention": "retention",
     "embedding": "embedding",

@@ -21,7 +21,7 @@ from django.db import connection
 from tasks_app import services
 from tasks_app.models import Project, Task
 
-from ..processes import Processes, process_tree, summed
+from ..processes import SUBSCRIBERS_POOL, Processes, process_tree, summed
 from .common import MEASURED, Row, bench_user, outbox_settings, paced, reset, wait_settled
 
 DRAIN_SECONDS = 5  # a rate whose backlog takes longer than this to drain is not sustained
@@ -77,7 +77,13 @@ def cpu_seconds(workers: dict[str, Any]) -> dict[str, float]:
     return figures
 
 
-def best_rate(batch: int, rates: tuple[int, ...], seconds: float) -> tuple[int, dict[str, float]]:
+def best_rate(
+    batch: int,
+    rates: tuple[int, ...],
+    seconds: float,
+    subscribers: tuple[str, int] = SUBSCRIBERS_POOL,
+    profiled: bool = True,
+) -> tuple[int, dict[str, float]]:
     """The highest of `rates` sustained with `batch` deliveries per message, trying them in
     order until one is not; and CPU ms per completion at that rate, by process."""
     reset()
@@ -85,7 +91,9 @@ def best_rate(batch: int, rates: tuple[int, ...], seconds: float) -> tuple[int, 
     take_waiting = batch > 1  # the one-delivery-per-message design takes nothing waiting
     with Processes() as procs:
         workers = procs.service(
-            OUTBOX_MESSAGE_BATCH_SIZE=str(batch), OUTBOX_TAKE_WAITING=str(take_waiting).lower()
+            subscribers,
+            OUTBOX_MESSAGE_BATCH_SIZE=str(batch),
+            OUTBOX_TAKE_WAITING=str(take_waiting).lower(),
         )
         # The workers take these from the environment; this process, from OUTBOX.
         with outbox_settings(MESSAGE_BATCH_SIZE=batch, TAKE_WAITING=take_waiting):
@@ -100,7 +108,7 @@ def best_rate(batch: int, rates: tuple[int, ...], seconds: float) -> tuple[int, 
                 if lag > DRAIN_SECONDS or reached < KEPT_UP * rate:
                     break
                 best = rate
-            if best:
+            if best and profiled:
                 before, started = cpu_seconds(workers), time.monotonic()
                 backlog_after(best, seconds)
                 wall, after = time.monotonic() - started, cpu_seconds(workers)
