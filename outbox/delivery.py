@@ -33,7 +33,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from django.db import DatabaseError, transaction
@@ -176,7 +176,8 @@ def _run_batch(
 ) -> tuple[Counter[str], list[int]] | None:
     """The claimable deliveries through the batch handler at once.
 
-    Returns the counts and the deliveries the handler left to be run one by one, or None
+    Returns the counts and the deliveries the handler left to be run one by one (the failures
+    it reported per event are recorded here, as one by one would record them), or None
     for "go one by one" (the handler, or its prepare step, raised). An atomic subscriber's
     batch runs in a savepoint: all of it or none. A non-atomic one's keeps what it wrote
     before raising (a push's receipts), and the one-by-one pass skips that work.
@@ -223,11 +224,17 @@ def _run_batch(
                 exc_info=True,
             )
             return None
-        left_events = set(left or ())
-        done = [d for d in deliveries if d.event_id not in left_events]
+        failed = {e: exc for e, exc in left.items() if exc is not None} if isinstance(left, Mapping) else {}
+        left_events = set(left or ()) - set(failed)
+        done = [d for d in deliveries if d.event_id not in left_events and d.event_id not in failed]
         duration_ms = (time.perf_counter() - clock) * 1000 / len(deliveries)
         if done:
             record_success([(d, started_at, duration_ms) for d in done], context)
+        outcomes = Counter(
+            record_failure(sub, d, failed[d.event_id], started_at, clock, context)
+            for d in deliveries
+            if d.event_id in failed
+        )
     logger.debug(  # each delivery has its own line (from record_success); this sums them up
         "outbox: batch of %d %s deliveries succeeded, %d left to run one by one",
         len(done),
@@ -240,5 +247,5 @@ def _run_batch(
         },
     )
     # Only what happened, as one by one counts it: no zero entries.
-    counts = +Counter(succeeded=len(done), skipped=len(delivery_ids) - len(deliveries))
+    counts = +Counter(succeeded=len(done), skipped=len(delivery_ids) - len(deliveries)) + outcomes
     return counts, [d.id for d in deliveries if d.event_id in left_events]

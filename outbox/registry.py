@@ -12,7 +12,7 @@ them apart and a slow one never holds up another's queue.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from .events import Event
 
 Handler = Callable[["Event"], None]
-# Takes the batch (and, for a subscriber with `prepare`, what prepare returned); returns the
-# ids of the events it leaves to be run one by one (None or empty: it handled them all).
-BatchHandler = Callable[..., "Collection[int] | None"]
+# Takes the batch (and, for a subscriber with `prepare`, what prepare returned). Returns None
+# when it handled them all; or the ids of the events it leaves to be run one by one; or a
+# mapping of event id to the exception that event failed with (None: left to one by one).
+BatchHandler = Callable[..., "Collection[int] | Mapping[int, Exception | None] | None"]
 Prepare = Callable[[Sequence["Event"]], Any]
 
 
@@ -67,7 +68,8 @@ class Subscriber:
     # Optional: handles many events in one call, with a constant number of queries (one
     # embedding model call, one multicast push). When it raises, the batch is re-run one
     # event at a time so that one bad event fails alone; the events whose ids it returns are
-    # run one by one after it (a push deferred by quiet hours, a device to retry).
+    # run one by one after it (a push deferred by quiet hours, a device to retry), and the
+    # failures it maps to event ids are recorded on their deliveries as one by one would.
     batch_handler: BatchHandler | None = field(default=None, repr=False)
     # Optional, with a batch handler: slow work that needs no lock (an LLM writing a story),
     # run before the deliveries are claimed and outside any transaction. What it returns is

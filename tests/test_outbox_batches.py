@@ -84,6 +84,26 @@ def test_events_the_batch_leaves_run_one_by_one_after_it(declare) -> None:
     )
 
 
+@pytest.mark.django_db
+def test_failures_the_batch_reports_per_event_are_recorded_without_a_second_try(declare) -> None:
+    events = make_events(3)
+    failing, left, one_by_one = events[0].id, events[1].id, []
+
+    def batch(batch_events: Sequence[Event]) -> dict[int, Exception | None]:
+        Effect.objects.create(subscriber=NAME, event_id=events[2].id)
+        return {failing: TransientError("the writer timed out"), left: None}
+
+    def handler(event: Event) -> None:
+        one_by_one.append(event.id)
+
+    declare(handler, batch_handler=batch)
+    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 2, "retry": 1}
+    assert one_by_one == [left]  # the failed one is not tried again now
+    failed = Delivery.objects.get(event_id=failing)
+    assert (failed.status, failed.attempts) == ("pending", 1)
+    assert failed.last_error == "TransientError: the writer timed out"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_prepare_runs_outside_any_transaction_and_its_result_reaches_the_batch(declare) -> None:
     events = make_events(2)

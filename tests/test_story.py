@@ -23,16 +23,20 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def no_memory(monkeypatch):
-    def unavailable(task, k):
+    def unavailable(task_or_tasks, k):
         raise MemoryUnavailable("vector store down")
 
     monkeypatch.setattr("workers.story.handler.related_tasks", unavailable)
+    monkeypatch.setattr("workers.story.handler.related_tasks_many", unavailable)
 
 
 @pytest.fixture
 def fixed_memory(monkeypatch):
     recalled = [{"task": "8f7f0000-0000-0000-0000-000000000000", "title": "Hill repeats", "score": 0.71}]
     monkeypatch.setattr("workers.story.handler.related_tasks", lambda task, k: recalled)
+    monkeypatch.setattr(
+        "workers.story.handler.related_tasks_many", lambda tasks, k: {t.pk: recalled for t in tasks}
+    )
     return recalled
 
 

@@ -7,13 +7,14 @@ story's delivery is retried.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tasks_app.models import Task
 
 from . import embedding
 from .items import memory_text
-from .stores import Hit, StoreUnavailable, get_store
+from .stores import Hit, SearchQuery, StoreUnavailable, get_store
 
 
 class MemoryUnavailable(Exception):
@@ -43,3 +44,38 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
         # not caught: the story is retried, not written without its memories.
         raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return [as_dict(h) for h in hits]
+
+
+def related_tasks_many(tasks: Sequence[Task], k: int) -> dict[Any, list[dict[str, Any]]]:
+    """related_tasks() for many tasks at once, by task pk: the stored vectors in one read, the
+    ones memory has not indexed yet embedded in one model call, and one batch search (the
+    pgvector store: one statement). A store without the batch methods is asked task by task.
+
+    The tasks come with their project and media (their text may be embedded). Raises
+    MemoryUnavailable, for all of them, when the store is down.
+    """
+    if not tasks:
+        return {}
+    try:
+        store = get_store()
+        keys = [(t.owner_id, str(t.pk)) for t in tasks]
+        if hasattr(store, "vector_of_many"):
+            vectors = store.vector_of_many(keys)
+        else:
+            found = {task_id: store.vector_of(owner_id, task_id) for owner_id, task_id in keys}
+            vectors = {task_id: v for task_id, v in found.items() if v is not None}
+        unindexed = [t for t in tasks if str(t.pk) not in vectors]
+        if unindexed:  # the story may run before memory has indexed these tasks
+            fresh = embedding.embed([memory_text(t) for t in unindexed])
+            vectors.update((str(t.pk), v) for t, v in zip(unindexed, fresh, strict=True))
+        queries = [SearchQuery(t.owner_id, vectors[str(t.pk)], str(t.pk), t.completed_at) for t in tasks]
+        if hasattr(store, "search_many"):
+            answers = store.search_many(queries, k)
+        else:
+            answers = [
+                store.search(q.owner_id, q.vector, k, exclude=q.exclude, before=q.before) for q in queries
+            ]
+    except StoreUnavailable as exc:
+        # As in related_tasks: only a store that is down; our own database going away is raised.
+        raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    return {t.pk: [as_dict(h) for h in hits] for t, hits in zip(tasks, answers, strict=True)}

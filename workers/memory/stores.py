@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 from django.db import connection, transaction
 from django.db.models import QuerySet
+from pgvector import Vector
 from pgvector.django import CosineDistance
 
 from ..models import MemoryEntry
@@ -54,7 +55,20 @@ class Hit:
     score: float  # cosine similarity, 1 is identical
 
 
+@dataclass(frozen=True)
+class SearchQuery:
+    """One search of a batch (`search_many`): the owner's k nearest to `vector`, as `search` takes them."""
+
+    owner_id: int
+    vector: np.ndarray
+    exclude: str | None = None
+    before: datetime | None = None
+
+
 class VectorStore(Protocol):
+    """What memory needs of a store. The two `*_many` methods answer a batch (the story's) in a
+    constant number of round trips; a store without them is asked once per task (see `recall`)."""
+
     name: str
 
     def upsert(self, items: Sequence[MemoryItem]) -> None: ...
@@ -71,6 +85,14 @@ class VectorStore(Protocol):
     ) -> list[Hit]: ...
 
     def vector_of(self, owner_id: int, task_id: str) -> np.ndarray | None: ...
+
+    def vector_of_many(self, keys: Sequence[tuple[int, str]]) -> dict[str, np.ndarray]:
+        """The stored vectors of these (owner, task) pairs, by task id; absent when not stored."""
+        ...
+
+    def search_many(self, queries: Sequence[SearchQuery], k: int) -> list[list[Hit]]:
+        """`search` for each query, answers in the queries' order."""
+        ...
 
 
 class PgVectorStore:
@@ -144,6 +166,86 @@ class PgVectorStore:
             .first()
         )
         return None if value is None else np.asarray(value, dtype=np.float32)
+
+    def vector_of_many(self, keys: Sequence[tuple[int, str]]) -> dict[str, np.ndarray]:
+        if not keys:
+            return {}
+        owners = dict((task_id, owner_id) for owner_id, task_id in keys)
+        rows = MemoryEntry.objects.filter(task_id__in=list(owners)).values_list(
+            "task_id", "owner_id", "embedding"
+        )
+        # The owner too, as vector_of asks: a task id is never another owner's memory.
+        return {
+            str(t): np.asarray(v, dtype=np.float32) for t, owner, v in rows if owners.get(str(t)) == owner
+        }
+
+    def search_many(self, queries: Sequence[SearchQuery], k: int) -> list[list[Hit]]:
+        """All the queries in one statement per scan strategy: a LATERAL join of the batch's
+        vectors to each one's k nearest, with the strategy `nearest` picks per owner (an exact
+        scan for owners with few memories, the iterative HNSW walk for the others)."""
+        if not queries:
+            return []
+        answers: list[list[Hit]] = [[] for _ in queries]
+        with transaction.atomic(), connection.cursor() as cursor:
+            owners = sorted({q.owner_id for q in queries})
+            cursor.execute(_LARGE_OWNERS_SQL, [owners, EXACT_SCAN_MAX])
+            large = {owner for (owner,) in cursor.fetchall()}
+            for exact in (True, False):
+                group = [i for i, q in enumerate(queries) if (q.owner_id not in large) == exact]
+                if not group:
+                    continue
+                if exact:
+                    cursor.execute("SET LOCAL enable_indexscan = off")
+                else:
+                    cursor.execute(
+                        "SET LOCAL enable_indexscan = on; SET LOCAL hnsw.iterative_scan = strict_order"
+                    )
+                    cursor.execute(
+                        "SELECT set_config('hnsw.ef_search', %s, true)", [str(max(EF_SEARCH, 4 * k))]
+                    )
+                cursor.execute(
+                    _SEARCH_MANY_SQL,
+                    [
+                        group,
+                        [queries[i].owner_id for i in group],
+                        [queries[i].exclude for i in group],
+                        [queries[i].before for i in group],
+                        [_vector_text(queries[i].vector) for i in group],
+                        k,
+                    ],
+                )
+                for i, task_id, title, distance in cursor.fetchall():
+                    answers[i].append(
+                        Hit(task_id=str(task_id), title=title, score=round(1 - float(distance), 4))
+                    )
+        return answers
+
+
+# Owners with more than EXACT_SCAN_MAX memories: one row past the limit, as `nearest` asks it.
+_LARGE_OWNERS_SQL = f"""SELECT o FROM unnest(%s::bigint[]) AS o
+WHERE EXISTS (SELECT 1 FROM {MemoryEntry._meta.db_table} e WHERE e.owner_id = o OFFSET %s LIMIT 1)
+"""  # noqa: S608 - the table name is ours
+
+# Each query's k nearest among its owner's memories: `nearest`'s filters, one LATERAL per query.
+_SEARCH_MANY_SQL = f"""SELECT q.i, m.task_id, m.title, m.distance
+FROM unnest(%s::int[], %s::bigint[], %s::uuid[], %s::timestamptz[], %s::text[])
+    AS q(i, owner_id, exclude, before, vec)
+CROSS JOIN LATERAL (
+    SELECT e.task_id, e.title, e.embedding <=> q.vec::vector AS distance
+    FROM {MemoryEntry._meta.db_table} e
+    WHERE e.owner_id = q.owner_id
+      AND (q.exclude IS NULL OR e.task_id <> q.exclude)
+      AND (q.before IS NULL OR e.completed_at < q.before)
+    ORDER BY e.embedding <=> q.vec::vector
+    LIMIT %s
+) AS m
+ORDER BY q.i, m.distance
+"""  # noqa: S608 - the table name is ours
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    """pgvector's text form, as the Django field sends a query vector: both paths compare the same floats."""
+    return Vector(vector).to_text()
 
 
 @cache

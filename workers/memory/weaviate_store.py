@@ -27,7 +27,7 @@ from django.conf import settings
 
 from outbox.api import TransientError
 
-from .stores import Hit, MemoryItem, StoreUnavailable
+from .stores import Hit, MemoryItem, SearchQuery, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -224,3 +224,11 @@ class WeaviateStore:
             return None
         vector = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
         return None if vector is None else np.asarray(vector, dtype=np.float32)
+
+    # --- batches: Weaviate has no multi-vector query, so these loop (one request per task) ---
+    def vector_of_many(self, keys: Sequence[tuple[int, str]]) -> dict[str, np.ndarray]:
+        found = {task_id: self.vector_of(owner_id, task_id) for owner_id, task_id in keys}
+        return {task_id: v for task_id, v in found.items() if v is not None}
+
+    def search_many(self, queries: Sequence[SearchQuery], k: int) -> list[list[Hit]]:
+        return [self.search(q.owner_id, q.vector, k, exclude=q.exclude, before=q.before) for q in queries]

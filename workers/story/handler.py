@@ -11,12 +11,17 @@ goal's chapter goes, and the segments of the tasks it held are written again wit
 title. The subject is locked while its segment is composed, so a delete waits for that
 and its own delivery then finds the segment; a composition that runs after a delete finds
 no subject and writes nothing.
+
+Every delivery goes through the batch path first (workers.story.batch): the texts are written
+before the claim, outside any transaction, and recorded set-based. `compose_story` here is the
+one-by-one path: for chapters and deletes, for a task edited between the two steps, and for
+a whole batch that raised.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from outbox.api import Event, RetryPolicy, subscriber
@@ -32,16 +37,33 @@ from tasks_app.models import Goal, Project, Task
 
 from ..events import GOAL_REACHED, MILESTONE_PAYLOAD_VERSION, PROJECT_COMPLETED
 from ..locks import hold_against_delete
-from ..memory.recall import MemoryUnavailable, related_tasks
+from ..memory.recall import MemoryUnavailable, related_tasks, related_tasks_many
 from ..models import StorySegment
 from ..queues import Queue
-from .context import chapter_context, task_context
+from . import batch, drafts
+from .context import chapter_context, media_of, task_context
+from .drafts import Draft
 from .forget import forget_chapter, forget_task, rewrite_chapters, rewrite_task_segments
-from .writers import StoryContext, get_writer
+from .writers import get_writer
 
 logger = logging.getLogger(__name__)
 
 RECALL_K = 3
+
+
+def draft_stories(events: Sequence[Event]) -> batch.Drafts:
+    """The batch's `prepare`: its task segments written before the claim (see workers.story.batch)."""
+    return batch.draft_stories(events, recall_many)
+
+
+def recall_many(tasks: Sequence[Task]) -> dict[Any, list[dict[str, Any]] | MemoryUnavailable]:
+    """The recalled memories of many tasks, by pk, in one batch (one vector query for the
+    pgvector store), or why memory could not answer."""
+    try:
+        return dict(related_tasks_many(tasks, RECALL_K))
+    except MemoryUnavailable as exc:
+        logger.warning("story: memory unavailable for %d tasks, composing without it: %s", len(tasks), exc)
+        return dict.fromkeys((t.pk for t in tasks), exc)
 
 
 @subscriber(
@@ -49,9 +71,12 @@ RECALL_K = 3
     events=[TASK_COMPLETED, PROJECT_COMPLETED, GOAL_REACHED, TASK_DELETED, PROJECT_DELETED, GOAL_DELETED],
     queue=Queue.STORY,
     retry=RetryPolicy(max_retries=6, backoff=5, backoff_max=600),
+    prepare=draft_stories,
+    batch_handler=batch.compose_stories,
     task_name="workers.story.compose_story",
 )
 def compose_story(event: Event) -> None:
+    """One event (the one-by-one pass, and the fallback of a batch that raised)."""
     if event.type == TASK_COMPLETED:
         event.require("task_id", version=TASK_PAYLOAD_VERSION)
         compose_task_segment(event.payload["task_id"], event.id)
@@ -74,21 +99,6 @@ def compose_story(event: Event) -> None:
     else:
         event.require("goal_id", version=MILESTONE_PAYLOAD_VERSION)
         compose_chapter(Goal, StorySegment.Kind.GOAL, event.payload["goal_id"], event.id)
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A task's segment, written before the task is locked."""
-
-    context: StoryContext  # what the text was written from
-    text: str
-    writer: str
-    metadata: dict[str, Any]
-
-    def still_fits(self, task: Task) -> bool:
-        """The task, locked now, still reads as the one the text was written about (its title,
-        description, project, goal and the project's figures: everything the writer was told)."""
-        return task_context(task, self.context.media, self.context.recalled) == self.context
 
 
 def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
@@ -133,18 +143,13 @@ def _draft(task_id: str, task: Task | None, event_id: int) -> Draft | StorySegme
     existing = StorySegment.objects.filter(kind=StorySegment.Kind.TASK, subject_id=task.pk).first()
     if existing:
         return existing
-    media = [{"kind": m.kind, "url": m.url, "caption": m.caption} for m in task.media.all()]
-    metadata: dict[str, Any] = {"event_id": event_id}
     try:
-        recalled = related_tasks(task, RECALL_K)
-        metadata["memory"] = "ok"
+        recalled: list[dict[str, Any]] | MemoryUnavailable = related_tasks(task, RECALL_K)
     except MemoryUnavailable as exc:
-        recalled = []
-        metadata["memory"] = f"unavailable: {exc}"
+        recalled = exc
         logger.warning("story: memory unavailable for task %s, composing without it: %s", task.pk, exc)
-    writer = get_writer()
-    context = task_context(task, media, recalled)
-    return Draft(context, writer.write(context), writer.name, metadata)
+    context = task_context(task, media_of(task), [] if isinstance(recalled, MemoryUnavailable) else recalled)
+    return drafts.write(get_writer(), context, {"event_id": event_id, **drafts.memory_metadata(recalled)})
 
 
 def compose_chapter(
