@@ -6,15 +6,21 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
+from amqp.exceptions import MessageNacked
 from celery import current_app
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from . import conf, registry
 from .models import Delivery
 
 logger = logging.getLogger(__name__)
+
+
+class BrokerRefused(Exception):
+    """The broker answered a publish with a refusal (a RabbitMQ nack: a full queue, a policy)."""
 
 
 def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
@@ -24,6 +30,11 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
     committed, so a worker never receives an id it cannot yet read. If this fails
     or the process dies first, the deliveries stay dispatched and the sweeper
     re-publishes them when their lease runs out: late, never lost.
+
+    With publisher confirms (RabbitMQ) a message counts as sent once the broker has
+    accepted it. One the broker refuses raises BrokerRefused, after the other
+    subscribers' messages have been tried: one full queue holds up no other. A
+    broker that cannot be reached or does not confirm in time raises at once.
     """
     by_subscriber: dict[str, list[int]] = defaultdict(list)
     for name, delivery_id in pairs:
@@ -32,6 +43,7 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
         return 0
     size = conf.get("MESSAGE_BATCH_SIZE")
     sent = 0
+    refused: list[int] = []
     # One broker connection for the whole fan-out, not one per message.
     with current_app.producer_or_acquire() as producer:
         for name, ids in by_subscriber.items():
@@ -46,10 +58,40 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
                 continue
             for start in range(0, len(ids), size):
                 chunk = ids[start : start + size]
-                sub.task.apply_async(args=[chunk], queue=sub.queue, producer=producer)
+                try:
+                    sub.task.apply_async(args=[chunk], queue=sub.queue, producer=producer)
+                except (MessageNacked, OperationalError) as exc:
+                    if not _refused(exc):
+                        raise  # the broker is away or did not answer in time: so are the others
+                    logger.error(
+                        "outbox: the broker refused %d deliveries of %s (queue %s); they stay "
+                        "dispatched and the sweeper re-publishes them after their lease: %s",
+                        len(chunk),
+                        name,
+                        sub.queue,
+                        chunk[:20],
+                        extra={"delivery_ids": chunk, "subscriber": name},
+                    )
+                    refused.extend(chunk)
+                    continue
                 sent += 1
                 logger.debug("outbox: published %d deliveries of %s", len(chunk), name)
+    if refused:
+        raise BrokerRefused(f"the broker refused {len(refused)} deliveries (for the sweeper): {refused[:20]}")
     return sent
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the broker refused the message (kombu re-raises the nack, after its publish
+    retries, as an OperationalError caused by it)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MessageNacked):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def redispatch(

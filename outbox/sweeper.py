@@ -38,7 +38,9 @@ def queues_with_messages(queues: list[str]) -> set[str]:
                 if channel.queue_declare(queue=queue, passive=True).message_count:
                     waiting.add(queue)
             except connection.channel_errors:
-                pass  # never declared: nothing waits in it
+                # Never declared: nothing waits in it. (RabbitMQ closes the channel over a
+                # missing queue; py-amqp reopens it, so the next queue is still read.)
+                pass
     return waiting
 
 

@@ -1,18 +1,72 @@
 """The Celery app: every setting comes from Django settings under CELERY_."""
 
+import logging
 import os
 import signal
 import sys
 from typing import Any
 
+from amqp.exceptions import AMQPError
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.signals import worker_init, worker_process_init
+from kombu.exceptions import KombuError
+
+from selfos.settings.broker import is_amqp
 
 # Fail closed: a worker nobody configured gets production settings, which stop it when their
 # secrets are missing. `make run` (scripts/run_service.py) and the tests choose local or test.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.production")
+logger = logging.getLogger(__name__)
 
-app = Celery("selfos")
+
+class ConfirmedAMQP(AMQP):
+    """Celery's messaging API, with every task message's publish bounded in time.
+
+    On RabbitMQ with publisher confirms a publish waits for the broker's ack, and Celery
+    passes no timeout of its own: a broker that blocks its publishers (a memory or disk
+    alarm) would hang the caller for ever, a web request's relay kick included. Here every
+    task message (the relay's fan-out, a kick, beat, a retry) waits at most
+    broker_transport_options["confirm_timeout"], then raises; on Redis the value is unused.
+    """
+
+    def _create_task_sender(self) -> Any:
+        send = super()._create_task_sender()
+
+        def send_task_message(
+            producer: Any, name: str, message: Any, confirm_timeout: Any = None, **options: Any
+        ) -> Any:
+            if confirm_timeout is None:
+                confirm_timeout = (self.app.conf.broker_transport_options or {}).get("confirm_timeout")
+            return send(producer, name, message, confirm_timeout=confirm_timeout, **options)
+
+        return send_task_message
+
+
+class SelfOSCelery(Celery):
+    def send_task(
+        self,
+        name: str,
+        args: Any = None,
+        kwargs: Any = None,
+        countdown: Any = None,
+        eta: Any = None,
+        *rest: Any,
+        **options: Any,
+    ) -> Any:
+        """Celery's send_task, with a countdown under a second made one second on RabbitMQ.
+
+        On quorum queues a countdown goes through Celery's native delayed delivery, which
+        builds its routing key from int(countdown) and refuses 0: the message a worker sends
+        itself to retry 0.5 s after a database fault (outbox.message) would fail to be sent,
+        "countdown must be a positive number", and its deliveries would wait for the sweeper.
+        """
+        if countdown is not None and 0 < countdown < 1 and is_amqp(self.conf.broker_url):
+            countdown = 1
+        return super().send_task(name, args, kwargs, countdown, eta, *rest, **options)
+
+
+app = SelfOSCelery("selfos", amqp=ConfirmedAMQP)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
@@ -42,3 +96,36 @@ def _finish_the_task_on_sigterm(**kwargs: Any) -> None:
     dispatched: its transaction never committed).
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def declare_queues(celery: Celery) -> None:
+    """On RabbitMQ, declare the default queue, the outbox's and every subscriber's.
+
+    Called when a worker starts, whatever it consumes, before Celery binds the queues it
+    knows to its delayed-delivery exchanges (which fails on a queue not yet declared): every
+    queue then exists, as a quorum queue, before anything is published to it, and the
+    sweeper's backlog check finds each one. Redis needs no declaring.
+    """
+    from outbox import conf, registry
+
+    if not is_amqp(celery.conf.broker_url):
+        return
+    names = dict.fromkeys([celery.conf.task_default_queue, conf.get("QUEUE"), *registry.queues()])
+    with celery.connection_for_write() as connection:
+        # One try: a broker that is down is the consumer's to wait for, with its own retries.
+        connection.ensure_connection(max_retries=1)
+        channel = connection.default_channel
+        for name in names:
+            # Looked up by name, a queue Celery does not know yet is made with the configured
+            # type (quorum) and exchange (topic), as a publish or a consumer would make it.
+            celery.amqp.queues[name](channel).declare()
+
+
+@worker_init.connect
+def _declare_queues_at_start(**kwargs: Any) -> None:
+    try:
+        declare_queues(app)
+    except (OSError, AMQPError, KombuError) as exc:
+        # The worker's own connection retries until the broker answers; queues are then
+        # declared as they are first used (a publish, a consumer).
+        logger.warning("could not declare the queues at start: %s: %s", type(exc).__name__, exc)

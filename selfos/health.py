@@ -7,12 +7,17 @@ the server's log.
 
 import logging
 
+from amqp.exceptions import AMQPError
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+from kombu import Connection
+from kombu.exceptions import KombuError
 from redis import Redis
 from redis.exceptions import RedisError
+
+from selfos.settings.broker import is_amqp
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +39,15 @@ def _check_database() -> bool:
 
 
 def _check_broker() -> bool:
+    url = settings.CELERY_BROKER_URL
     try:
-        Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=1, socket_timeout=1).ping()
-    except (RedisError, OSError) as exc:
+        if is_amqp(url):
+            # The AMQP handshake, logged in and on the vhost: what a publish needs first.
+            with Connection(url, connect_timeout=1) as broker:
+                broker.connect()
+        else:
+            Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+    except (RedisError, OSError, AMQPError, KombuError) as exc:
         logger.warning("readiness check broker failed: %s: %s", type(exc).__name__, exc)
         return False
     return True

@@ -32,6 +32,7 @@ from workers.story import writers
 
 from . import registry as test_registry
 from . import subscribers as test_subscribers  # registers the tests' subscribers
+from .brokers import amqp_url, broker_first, celery_broker, in_thread_pool, wake_to_stop  # noqa: F401
 from .factories import TokenFactory, UserFactory
 from .fakes import FakeChat, FakeFCM
 
@@ -72,7 +73,7 @@ def anon() -> APIClient:
 @pytest.fixture(scope="session")
 def broker() -> Redis:
     """The tests' own Redis database, emptied once per session."""
-    redis = Redis.from_url(settings.CELERY_BROKER_URL)
+    redis = Redis.from_url(settings.REDIS_URL)
     redis.flushdb()
     return redis
 
@@ -98,8 +99,11 @@ ALL_TEST_QUEUES = ["outbox", *test_subscribers.TEST_QUEUES]
 
 
 @pytest.fixture
-def start_celery_worker(transactional_db: None, broker: Redis) -> Iterator[Callable[..., Any]]:
+def start_celery_worker(
+    request: pytest.FixtureRequest, transactional_db: None, broker: Redis
+) -> Iterator[Callable[..., Any]]:
     """Start a real Celery worker (in a thread of this process) on exactly the given queues."""
+    broker_first(request)
     product = [q for q in registry.queues() if not q.startswith("test_")]
     # Messages earlier tests left in the queues name rows their rollback removed; a worker
     # taking them would also take this test's waiting deliveries, before the test looks.
@@ -109,10 +113,10 @@ def start_celery_worker(transactional_db: None, broker: Redis) -> Iterator[Calla
         def start(*queues: str) -> Any:
             # No queues named: the tests' usual ones and the product subscribers'.
             names = list(queues) or sorted({*ALL_TEST_QUEUES, *product})
-            return stack.enter_context(
+            worker = stack.enter_context(
                 start_worker(
                     celery_app,
-                    pool="solo",
+                    pool=in_thread_pool(),
                     concurrency=1,
                     queues=names,
                     perform_ping_check=False,
@@ -120,6 +124,8 @@ def start_celery_worker(transactional_db: None, broker: Redis) -> Iterator[Calla
                     loglevel="WARNING",
                 )
             )
+            stack.callback(wake_to_stop, worker)
+            return worker
 
         yield start
 
@@ -193,8 +199,11 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_process(transactional_db: None, broker: Redis) -> Iterator[Callable[..., WorkerProcess]]:
+def worker_process(
+    request: pytest.FixtureRequest, transactional_db: None, broker: Redis
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real worker processes (`celery -A selfos worker`) on the given queues."""
+    broker_first(request)
     started: list[WorkerProcess] = []
 
     def start(*queues: str, concurrency: int = 1, pool: str = "prefork") -> WorkerProcess:

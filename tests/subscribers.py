@@ -87,7 +87,7 @@ SLOW_RUNNING_KEY = "tests:slow-running"  # set while a `slow` handler is in prog
 @subscriber("slow", events=TASK_EVENTS, queue="test_slow", retry=FAST_RETRY)
 def slow(event: Event) -> None:
     """Holds each delivery while the Redis key HOLD_SLOW_KEY exists (it runs in another process)."""
-    redis = Redis.from_url(settings.CELERY_BROKER_URL)
+    redis = Redis.from_url(settings.REDIS_URL)  # Redis even when the broker is RabbitMQ
     redis.set(SLOW_RUNNING_KEY, event.id)
     deadline = time.monotonic() + 30
     while redis.exists(HOLD_SLOW_KEY) and time.monotonic() < deadline:

@@ -1,4 +1,8 @@
-"""The whole outbox flow with a real Celery worker on Redis and real PostgreSQL."""
+"""The whole outbox flow with a real Celery worker and real PostgreSQL, on Redis and on RabbitMQ.
+
+Every test here runs twice, through the `celery_broker` matrix (tests/brokers.py): once on
+Redis, once on RabbitMQ with quorum queues and publisher confirms.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +19,16 @@ from outbox.publish import publish
 from tasks_app import services as task_services
 
 from . import subscribers as test_subscribers
+from .brokers import BrokerUnderTest
 from .conftest import client_for, settle
 from .factories import TaskFactory, UserFactory
 from .testapp.models import Effect
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("celery_broker"),
+]
 
 
 def statuses(event: OutboxEvent | None = None) -> dict[str, str]:
@@ -157,15 +166,15 @@ def test_a_slow_subscriber_does_not_hold_up_the_others(
     assert all(statuses(e) == {"slow": "succeeded", "recorder": "succeeded"} for e in events)
 
 
-def test_a_message_deleted_from_redis_is_recovered_by_the_sweeper(
-    start_celery_worker, broker: Redis, use_subscribers, owner
+def test_a_message_lost_by_the_broker_is_recovered_by_the_sweeper(
+    start_celery_worker, celery_broker: BrokerUnderTest, use_subscribers, owner
 ) -> None:
     use_subscribers("lost")
     task = TaskFactory(owner=owner)
     task_services.complete_task(task, by=owner)
     assert relay.relay_once() == 1
-    assert broker.llen("test_lost") == 1
-    broker.delete("test_lost")  # Redis restarted without persistence
+    assert celery_broker.depth("test_lost") == 1
+    celery_broker.drop("test_lost")  # a broker restarted without persistence
 
     start_celery_worker("outbox", "test_lost")
     delivery = Delivery.objects.get()
@@ -177,19 +186,19 @@ def test_a_message_deleted_from_redis_is_recovered_by_the_sweeper(
 
 
 def test_deliveries_still_queued_behind_a_backlog_are_not_published_twice(
-    broker: Redis, use_subscribers, owner, settings
+    celery_broker: BrokerUnderTest, use_subscribers, owner, settings
 ) -> None:
     use_subscribers("recorder", "second")
     settings.OUTBOX = {**settings.OUTBOX, "KICK": False, "LEASE_MAX_SECONDS": 3600}
     for task in TaskFactory.create_batch(2, owner=owner):
         task_services.complete_task(task, by=owner)
     assert relay.relay_once() == 2
-    broker.delete("test_second")  # second's messages are lost; recorder's wait in its queue
-    assert broker.llen("test_recorder") == 1
+    celery_broker.drop("test_second")  # second's messages are lost; recorder's wait in its queue
+    assert celery_broker.depth("test_recorder") == 1
 
     # Past the lease, only the lost ones are re-published: the waiting ones are late, not lost.
     assert sweeper.sweep(lease_seconds=0) == {"retries": 0, "expired": 2}
-    assert broker.llen("test_recorder") == 1 and broker.llen("test_second") == 1
+    assert celery_broker.depth("test_recorder") == 1 and celery_broker.depth("test_second") == 1
     waiting = Delivery.objects.filter(subscriber="recorder")
     assert set(waiting.values_list("status", flat=True)) == {"dispatched"}
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import environ
 
+from .broker import celery_settings
+from .database import for_pooler
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 
@@ -76,6 +79,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+DATABASES["default"] = for_pooler(env("DATABASE_POOLER", default=""), DATABASES["default"])  # see database.py
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker and cache ---------------------------------------------
@@ -185,12 +189,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # A message a dead worker held comes back after this long; the outbox
-    # sweeper usually re-publishes such a delivery sooner.
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
-    "socket_connect_timeout": 2,
-}
+# Transport options, queue types (quorum on RabbitMQ), ...: Redis or RabbitMQ, see broker.py.
+globals().update(celery_settings(CELERY_BROKER_URL, env))
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .base import *  # noqa: F403
 from .base import OUTBOX, env
+from .broker import celery_settings
 
 DEBUG = False
 SECRET_KEY = "test-insecure"  # noqa: S105
@@ -13,7 +14,10 @@ WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None  # nothing collected here: files come from the apps (finders)
 # Tests keep their own Redis database so they never consume a running service's queues.
 REDIS_URL = env("TEST_REDIS_URL", default=urlunsplit(urlsplit(REDIS_URL)._replace(path="/15")))  # noqa: F405
-CELERY_BROKER_URL = REDIS_URL
+# Redis unless SELFOS_TEST_BROKER_URL says otherwise: the broker-matrix fixture (tests/brokers.py)
+# sets it for the worker processes it starts on RabbitMQ (a vhost of the test run's own).
+CELERY_BROKER_URL = env("SELFOS_TEST_BROKER_URL", default=REDIS_URL)
+globals().update(celery_settings(CELERY_BROKER_URL, env))
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {  # noqa: F405
     "auth": "1000/minute",
