@@ -21,6 +21,11 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 120,  # a dispatched delivery unfinished after this is re-published...
     "LEASE_MAX_SECONDS": 3600,  # ...unless its queue still holds messages: then after this
     "TAKE_WAITING": True,  # a worker also takes its subscriber's other waiting deliveries
+    # While a subscriber's message waits in the broker, the relay sends it no other: the waiting
+    # one takes what accumulated (outbox/coalesce.py). The mark of a queued message lasts at most
+    # QUEUED_MARK_SECONDS, so a lost message holds the relay's next ones back no longer.
+    "COALESCE_MESSAGES": True,
+    "QUEUED_MARK_SECONDS": 5.0,
     "GROUP_COMMIT_SECONDS": 0.05,  # a worker commits a message's deliveries at least this often
     # A message whose outcome could not be recorded (the database was away) comes back
     # after 0.5 s, doubling up to this: its deliveries run as soon as the database answers.

@@ -39,7 +39,7 @@ from datetime import datetime
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from . import conf, registry
+from . import coalesce, conf, registry
 from .errors import is_infrastructure_fault
 from .events import Event
 from .models import Delivery
@@ -62,16 +62,37 @@ def run_deliveries(
     """Run one subscriber over the given deliveries (and others waiting); returns counts by outcome."""
     sub = registry.get(subscriber_name)
     own = frozenset(delivery_ids)  # a skip is news for these; for the ones taken while waiting, it is not
-    delivery_ids = _with_waiting(sub, delivery_ids)
+    coalescing = coalesce.enabled()
+    if coalescing:
+        coalesce.started(sub.name)  # before reading what waits: see outbox/coalesce.py
+    taken = _with_waiting(sub, delivery_ids)
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
-    if sub.batch_handler is not None and (len(delivery_ids) > 1 or sub.prepare is not None):
-        batched = _run_batch(sub, delivery_ids, context)
-        if batched is not None:
-            counts, one_by_one = batched
-            if one_by_one:
-                counts.update(_run_grouped(sub, one_by_one, context, own))
-            return dict(counts)
-    return dict(_run_grouped(sub, delivery_ids, context, own))
+    try:
+        if sub.batch_handler is not None and (len(taken) > 1 or sub.prepare is not None):
+            batched = _run_batch(sub, taken, context)
+            if batched is not None:
+                counts, one_by_one = batched
+                if one_by_one:
+                    counts.update(_run_grouped(sub, one_by_one, context, own))
+                return dict(counts)
+        return dict(_run_grouped(sub, taken, context, own))
+    finally:
+        if coalescing and len(taken) >= conf.get("MESSAGE_BATCH_SIZE") and len(taken) > len(delivery_ids):
+            _follow_up(sub)
+
+
+def _follow_up(sub: Subscriber) -> None:
+    """This message filled its batch from the waiting deliveries, so more may wait, whose messages
+    were coalesced into this one: send the subscriber a message for them (unless one is queued)."""
+    if not coalesce.first_in_queue(sub.name):
+        return
+    try:
+        sub.task.apply_async(args=[[]], queue=sub.queue)
+    except Exception:
+        coalesce.not_sent(sub.name)
+        logger.warning(
+            "outbox: no follow-up message for %s; the sweeper takes the rest", sub.name, exc_info=True
+        )
 
 
 def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from . import coalesce as coalescing
 from . import conf, registry
 from .models import Delivery
 
@@ -23,7 +24,7 @@ class BrokerRefused(Exception):
     """The broker answered a publish with a refusal (a RabbitMQ nack: a full queue, a policy)."""
 
 
-def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
+def publish_deliveries(pairs: Iterable[tuple[str, int]], *, coalesce: bool = False) -> int:
     """Publish (subscriber, delivery id) pairs; returns the number of messages sent.
 
     Called only after the transaction that marked the deliveries dispatched has
@@ -35,6 +36,10 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
     accepted it. One the broker refuses raises BrokerRefused, after the other
     subscribers' messages have been tried: one full queue holds up no other. A
     broker that cannot be reached or does not confirm in time raises at once.
+
+    With `coalesce` (the relay's fan-out), a subscriber whose previous message still waits in
+    the broker gets none: that one takes these deliveries with the others waiting
+    (outbox/coalesce.py). Only when they fit in one message.
     """
     by_subscriber: dict[str, list[int]] = defaultdict(list)
     for name, delivery_id in pairs:
@@ -56,11 +61,19 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]]) -> int:
                     len(ids),
                 )
                 continue
+            marked = coalesce and len(ids) <= size and coalescing.enabled()
+            if marked and not coalescing.first_in_queue(name):
+                logger.debug("outbox: %d deliveries of %s join the message already queued", len(ids), name)
+                continue
             for start in range(0, len(ids), size):
                 chunk = ids[start : start + size]
                 try:
                     sub.task.apply_async(args=[chunk], queue=sub.queue, producer=producer)
-                except (MessageNacked, OperationalError) as exc:
+                except Exception as exc:
+                    if marked:
+                        coalescing.not_sent(name)
+                    if not isinstance(exc, (MessageNacked, OperationalError)):
+                        raise
                     if not _refused(exc):
                         raise  # the broker is away or did not answer in time: so are the others
                     logger.error(

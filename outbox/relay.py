@@ -51,7 +51,7 @@ def relay_once(batch_size: int | None = None) -> int:
         OutboxEvent.objects.filter(id__in=[event_id for event_id, _ in events]).update(
             status=OutboxEvent.Status.DISPATCHED, dispatched_at=now
         )
-    messages = publish_deliveries((d.subscriber, d.id) for d in deliveries)
+    messages = publish_deliveries(((d.subscriber, d.id) for d in deliveries), coalesce=True)
     logger.info(
         "outbox relay: %d events -> %d deliveries in %d messages (events %d..%d)",
         len(events),

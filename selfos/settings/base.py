@@ -207,6 +207,8 @@ _OUTBOX_FROM_ENV = {
     "LEASE_MAX_SECONDS": env.int,
     "GROUP_COMMIT_SECONDS": env.float,
     "TAKE_WAITING": env.bool,
+    "COALESCE_MESSAGES": env.bool,
+    "QUEUED_MARK_SECONDS": env.float,
     "INFRASTRUCTURE_RETRY_MAX_SECONDS": env.float,
     "SWEEP_INTERVAL": env.float,
     "SWEEP_BATCH_SIZE": env.int,
