@@ -227,16 +227,18 @@ WHERE EXISTS (SELECT 1 FROM {MemoryEntry._meta.db_table} e WHERE e.owner_id = o 
 """  # noqa: S608 - the table name is ours
 
 # Each query's k nearest among its owner's memories: `nearest`'s filters, one LATERAL per query.
+# The query vectors are parsed once, as an array (`::vector[]`): a `q.vec::vector` inside the
+# LATERAL would parse 384 floats of text again for every row the scan compares.
 _SEARCH_MANY_SQL = f"""SELECT q.i, m.task_id, m.title, m.distance
-FROM unnest(%s::int[], %s::bigint[], %s::uuid[], %s::timestamptz[], %s::text[])
+FROM unnest(%s::int[], %s::bigint[], %s::uuid[], %s::timestamptz[], %s::text[]::vector[])
     AS q(i, owner_id, exclude, before, vec)
 CROSS JOIN LATERAL (
-    SELECT e.task_id, e.title, e.embedding <=> q.vec::vector AS distance
+    SELECT e.task_id, e.title, e.embedding <=> q.vec AS distance
     FROM {MemoryEntry._meta.db_table} e
     WHERE e.owner_id = q.owner_id
       AND (q.exclude IS NULL OR e.task_id <> q.exclude)
       AND (q.before IS NULL OR e.completed_at < q.before)
-    ORDER BY e.embedding <=> q.vec::vector
+    ORDER BY e.embedding <=> q.vec
     LIMIT %s
 ) AS m
 ORDER BY q.i, m.distance
