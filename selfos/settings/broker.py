@@ -29,6 +29,11 @@ def celery_broker_settings(url: str, *, visibility_timeout: int, confirm_timeout
                 # sweeper usually re-publishes such a delivery sooner.
                 "visibility_timeout": visibility_timeout,
                 "socket_connect_timeout": 2,
+                # An open connection to a broker that went silent (a cut link) raises after this
+                # instead of hanging for ever: a web request's relay kick would otherwise hold its
+                # gunicorn worker until the link heals (seen in `make cluster`). Above the
+                # workers' 1 s BRPOP poll.
+                "socket_timeout": 5,
             },
             "task_default_queue_type": "classic",
             "task_create_missing_queue_type": "classic",
