@@ -16,7 +16,7 @@ DJANGO_SETTINGS_MODULE ?= selfos.settings.local
 export DJANGO_SETTINGS_MODULE
 TEST_SETTINGS := selfos.settings.test
 
-.PHONY: run test lint format bench chaos demo migrate shell lock
+.PHONY: run test lint format bench chaos cluster demo migrate shell lock
 
 # The requirements/*.txt files are hashed locks of the whole dependency tree (`make lock`
 # writes them from the .in files): pip refuses any file whose hash is not in them.
@@ -45,6 +45,10 @@ bench: $(VENV)/.bench-installed
 
 chaos: $(VENV)/.installed
 	SELFOS_DB_NAME=selfos_chaos $(SERVICES) $(PY) -m bench.chaos $(CHAOS_ARGS)
+
+# The service on eight hosts in network namespaces (root only), with servers of its own.
+cluster: $(VENV)/.installed
+	$(PY) -m bench.cluster $(CLUSTER_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

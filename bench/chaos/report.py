@@ -67,27 +67,27 @@ def print_report(outcome: Outcome) -> None:
 
 
 def write_json(outcome: Outcome, path: Path) -> None:
-    # tests/test_chaos.py asserts on these keys: keep them.
-    path.write_text(
-        json.dumps(
-            {
-                "completions_asked": outcome.count,
-                "tasks_completed": outcome.completed,
-                "answers": outcome.answered,
-                "settled": outcome.settled,
-                "faults": [asdict(f) for f in outcome.faults],
-                "faults_by_kind": dict(outcome.by_kind),
-                "exited_on_their_own": outcome.exits,
-                "effects": {k: asdict(v) for k, v in outcome.effects.items()},
-                "lost": outcome.lost,
-                "duplicated": outcome.duplicated,
-                "unexpected": outcome.unexpected,
-                "pushes_resent_same_collapse_id": outcome.resent,
-                "dead": sum(outcome.dead.values()),
-                "dead_by_subscriber": dict(outcome.dead),
-                "audit_violations": outcome.violations,
-                "ok": outcome.ok,
-            },
-            indent=2,
-        )
-    )
+    path.write_text(json.dumps(outcome_json(outcome), indent=2))
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """The figures as JSON-ready data (bench.cluster adds its own to them)."""
+    # tests/test_chaos.py and tests/test_cluster.py assert on these keys: keep them.
+    return {
+        "completions_asked": outcome.count,
+        "tasks_completed": outcome.completed,
+        "answers": outcome.answered,
+        "settled": outcome.settled,
+        "faults": [asdict(f) for f in outcome.faults],
+        "faults_by_kind": dict(outcome.by_kind),
+        "exited_on_their_own": outcome.exits,
+        "effects": {k: asdict(v) for k, v in outcome.effects.items()},
+        "lost": outcome.lost,
+        "duplicated": outcome.duplicated,
+        "unexpected": outcome.unexpected,
+        "pushes_resent_same_collapse_id": outcome.resent,
+        "dead": sum(outcome.dead.values()),
+        "dead_by_subscriber": dict(outcome.dead),
+        "audit_violations": outcome.violations,
+        "ok": outcome.ok,
+    }

@@ -45,11 +45,12 @@ def create_tasks(count: int) -> tuple[str, list[Task]]:
     return token.key, tasks
 
 
-def api_client(web_port: int, token: str) -> httpx.Client:
+def api_client(web_port: int, token: str, host: str = "127.0.0.1") -> httpx.Client:
+    """A phone's client of the API at `host` (the cluster's web hosts are not on loopback)."""
     import httpx
 
     return httpx.Client(
-        base_url=f"http://127.0.0.1:{web_port}", timeout=10, headers={"Authorization": f"Token {token}"}
+        base_url=f"http://{host}:{web_port}", timeout=10, headers={"Authorization": f"Token {token}"}
     )
 
 
