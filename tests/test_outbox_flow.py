@@ -249,7 +249,7 @@ def test_two_relays_at_once_never_dispatch_an_event_twice(use_subscribers, owner
     published: list[tuple[str, int]] = []
     lock = threading.Lock()
 
-    def record(pairs):
+    def record(pairs, **options):
         with lock:
             published.extend(pairs)
         return 0
