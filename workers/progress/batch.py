@@ -15,19 +15,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from outbox.api import Event, publish
+from outbox.api import Event
 from tasks_app.events import DELETE_PAYLOAD_VERSION, PROJECT_DELETED, TASK_PAYLOAD_VERSION
 from tasks_app.models import Goal, Project, Task
 
-from ..events import GOAL_REACHED, PROJECT_COMPLETED
 from ..models import ProgressSnapshot
 from .figures import (
-    HUNDRED,
     ProjectFigures,
     UserFigures,
     figures_from,
@@ -36,6 +33,7 @@ from .figures import (
     pace_window_start,
     user_figures,
 )
+from .milestones import set_goal_percent, set_project_percent
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ def update_progress_many(events: Sequence[Event]) -> None:
     figures = {pk: figures_from(rows[pk]) for pk in [*projects, *(str(p.pk) for p in siblings)]}
     now = timezone.now()
     for project in projects.values():
-        _apply_project(project, figures[str(project.pk)].percent, now)
+        set_project_percent(project, figures[str(project.pk)].percent, now)
     Project.objects.bulk_update(projects.values(), ["progress_percent", "status", "updated_at"])
 
     for goal in goals.values():
@@ -89,7 +87,7 @@ def update_progress_many(events: Sequence[Event]) -> None:
             for p in [*projects.values(), *siblings]
             if p.goal_id == goal.pk and p.status != Project.Status.ARCHIVED and rows[str(p.pk)]
         ]
-        _apply_goal(goal, mean_percent([figures[str(p.pk)].percent for p in live]), now)
+        set_goal_percent(goal, mean_percent([figures[str(p.pk)].percent for p in live]), now)
     Goal.objects.bulk_update(goals.values(), ["progress_percent", "status", "updated_at"])
 
     users = {owner: user_figures(owner) for owner in {p.owner_id for p in projects.values()}}
@@ -143,36 +141,6 @@ def _recent_counts(projects: dict[str, Project]) -> dict[str, int]:
     ).values_list("project_id", flat=True):
         counts[str(project_id)] += 1
     return counts
-
-
-def _apply_project(project: Project, percent: Decimal, now: datetime) -> None:
-    project.progress_percent = percent
-    project.updated_at = now  # bulk_update does not set auto_now fields
-    if percent == HUNDRED and project.status == Project.Status.ACTIVE:
-        project.status = Project.Status.COMPLETED
-        publish(
-            PROJECT_COMPLETED,
-            project,
-            {
-                "project_id": str(project.pk),
-                "user_id": project.owner_id,
-                "goal_id": str(project.goal_id) if project.goal_id else None,
-            },
-        )
-        logger.info("progress: project %s completed", project.pk)
-    elif percent < HUNDRED and project.status == Project.Status.COMPLETED:
-        project.status = Project.Status.ACTIVE
-
-
-def _apply_goal(goal: Goal, percent: Decimal, now: datetime) -> None:
-    goal.progress_percent = percent
-    goal.updated_at = now
-    if percent == HUNDRED and goal.status == Goal.Status.ACTIVE:
-        goal.status = Goal.Status.REACHED
-        publish(GOAL_REACHED, goal, {"goal_id": str(goal.pk), "user_id": goal.owner_id})
-        logger.info("progress: goal %s reached", goal.pk)
-    elif percent < HUNDRED and goal.status == Goal.Status.REACHED:
-        goal.status = Goal.Status.ACTIVE
 
 
 def _snapshot(

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from django.utils.dateparse import parse_datetime
 
-from outbox.api import Event, RetryPolicy, publish, subscriber
+from outbox.api import Event, RetryPolicy, subscriber
 from tasks_app.events import (
     DELETE_PAYLOAD_VERSION,
     PROJECT_DELETED,
@@ -33,11 +33,11 @@ from tasks_app.events import (
 )
 from tasks_app.models import Goal, Project
 
-from ..events import GOAL_REACHED, PROJECT_COMPLETED
 from ..models import ProgressSnapshot
 from ..queues import Queue
 from .batch import update_progress_many
-from .figures import HUNDRED, estimated_finish, figures_from, goal_percent, user_figures
+from .figures import estimated_finish, figures_from, goal_percent, user_figures
+from .milestones import set_goal_percent, set_project_percent
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +78,7 @@ def record_progress(project: Project, event_id: int, as_of: datetime | None = No
     rows = list(project.tasks.values_list("completed_at", "estimate"))
     figures = figures_from(rows)
     user = user_figures(project.owner_id)
-    project.progress_percent = figures.percent
-    if figures.percent == HUNDRED and project.status == Project.Status.ACTIVE:
-        project.status = Project.Status.COMPLETED
-        publish(
-            PROJECT_COMPLETED,
-            project,
-            {
-                "project_id": str(project.pk),
-                "user_id": project.owner_id,
-                "goal_id": str(project.goal_id) if project.goal_id else None,
-            },
-        )
-        logger.info("progress: project %s completed (event %s)", project.pk, event_id)
-    elif figures.percent < HUNDRED and project.status == Project.Status.COMPLETED:
-        project.status = Project.Status.ACTIVE
+    set_project_percent(project, figures.percent)
     project.save(update_fields=["progress_percent", "status", "updated_at"])
 
     goal_pct = _update_goal(project.goal_id, event_id) if project.goal_id else None
@@ -117,12 +103,6 @@ def _update_goal(goal_id: object, event_id: int) -> Decimal | None:
     goal = Goal.objects.select_for_update().filter(pk=goal_id).first()
     if goal is None:
         return None
-    goal.progress_percent = goal_percent(goal)
-    if goal.progress_percent == HUNDRED and goal.status == Goal.Status.ACTIVE:
-        goal.status = Goal.Status.REACHED
-        publish(GOAL_REACHED, goal, {"goal_id": str(goal.pk), "user_id": goal.owner_id})
-        logger.info("progress: goal %s reached (event %s)", goal.pk, event_id)
-    elif goal.progress_percent < HUNDRED and goal.status == Goal.Status.REACHED:
-        goal.status = Goal.Status.ACTIVE
+    set_goal_percent(goal, goal_percent(goal))
     goal.save(update_fields=["progress_percent", "status", "updated_at"])
     return goal.progress_percent
