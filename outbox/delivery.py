@@ -126,19 +126,6 @@ def _claim(subscriber: str, ids: Sequence[int]) -> list[Delivery]:
     )
 
 
-def _event(delivery: Delivery) -> Event:
-    e = delivery.event
-    return Event(
-        id=e.id,
-        type=e.type,
-        version=e.version,
-        aggregate_type=e.aggregate_type,
-        aggregate_id=e.aggregate_id,
-        payload=e.payload,
-        created_at=e.created_at,
-    )
-
-
 def _run_grouped(
     sub: Subscriber, delivery_ids: Sequence[int], context: dict[str, str], own: frozenset[int]
 ) -> Counter[str]:
@@ -171,7 +158,7 @@ def _run_grouped(
                 started_at, clock = timezone.now(), time.perf_counter()
                 try:
                     with transaction.atomic() if sub.atomic else contextlib.nullcontext():
-                        sub.handler(_event(delivery))
+                        sub.handler(Event.of(delivery.event))
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
                     _reraise_if_database_gone(exc)
                     counts[record_failure(sub, delivery, exc, started_at, clock, context)] += 1
@@ -214,7 +201,7 @@ def _run_batch(
             id__in=delivery_ids, subscriber=sub.name, status=Delivery.Status.DISPATCHED
         )
         try:
-            prepared = sub.prepare([_event(d) for d in unclaimed])
+            prepared = sub.prepare([Event.of(d.event) for d in unclaimed])
         except Exception:
             logger.warning(
                 "outbox: preparing %s deliveries failed; running them one by one", sub.name, exc_info=True
@@ -224,7 +211,7 @@ def _run_batch(
         deliveries = _claim(sub.name, delivery_ids)
         if not deliveries:
             return Counter(skipped=len(delivery_ids)), []
-        events = [_event(d) for d in deliveries]
+        events = [Event.of(d.event) for d in deliveries]
         try:
             with transaction.atomic() if sub.atomic else contextlib.nullcontext():
                 if sub.prepare is not None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PermanentError
+
+if TYPE_CHECKING:
+    from .models import OutboxEvent
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,19 @@ class Event:
     aggregate_id: str
     payload: dict[str, Any]
     created_at: datetime
+
+    @classmethod
+    def of(cls, row: OutboxEvent) -> Event:
+        """The view a handler gets of an outbox row."""
+        return cls(
+            id=row.id,
+            type=row.type,
+            version=row.version,
+            aggregate_type=row.aggregate_type,
+            aggregate_id=row.aggregate_id,
+            payload=row.payload,
+            created_at=row.created_at,
+        )
 
     def require(self, *keys: str, version: int | None = None) -> None:
         """Fail permanently (not with a crash) on a payload this handler cannot read."""
