@@ -11,10 +11,10 @@ from celery import current_app
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from . import coalesce as coalescing
 from . import conf, registry
+from .errors import cause_matching
 from .models import Delivery
 
 logger = logging.getLogger(__name__)
@@ -72,9 +72,9 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]], *, coalesce: bool = Fal
                 except Exception as exc:
                     if marked:
                         coalescing.not_sent(name)
-                    if not isinstance(exc, (MessageNacked, OperationalError)):
-                        raise
-                    if not _refused(exc):
+                    # A refusal is a nack, which kombu re-raises (after its publish retries) as
+                    # an OperationalError; anything else means the broker is away.
+                    if cause_matching(exc, lambda e: isinstance(e, MessageNacked)) is None:
                         raise  # the broker is away or did not answer in time: so are the others
                     logger.error(
                         "outbox: the broker refused %d deliveries of %s (queue %s); they stay "
@@ -92,19 +92,6 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]], *, coalesce: bool = Fal
     if refused:
         raise BrokerRefused(f"the broker refused {len(refused)} deliveries (for the sweeper): {refused[:20]}")
     return sent
-
-
-def _refused(exc: BaseException) -> bool:
-    """Whether the broker refused the message (kombu re-raises the nack, after its publish
-    retries, as an OperationalError caused by it)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, MessageNacked):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def redispatch(

@@ -10,6 +10,7 @@ own logic refused the event.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import datetime
 
 
@@ -68,3 +69,17 @@ def infrastructure_errors() -> tuple[type[BaseException], ...]:
 
 def is_infrastructure_fault(exc: BaseException) -> bool:
     return isinstance(exc, infrastructure_errors())
+
+
+def cause_matching(exc: BaseException, test: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in `exc`'s chain (itself, then what caused it or was being handled)
+    that passes `test`: a fault is often re-raised as another (kombu's OperationalError around
+    a RabbitMQ nack, "current transaction is aborted" while handling a lost connection)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if test(current):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -20,7 +20,7 @@ from django.db import DatabaseError, connections
 
 from . import conf
 from .delivery import run_deliveries
-from .errors import is_infrastructure_fault
+from .errors import cause_matching, is_infrastructure_fault
 
 logger = logging.getLogger("outbox.delivery")  # one logger name for a delivery's whole story
 
@@ -36,7 +36,7 @@ def run_message(task: CeleryTask, subscriber_name: str, delivery_ids: Sequence[i
             worker=task.request.hostname or "",
         )
     except Exception as exc:
-        if infrastructure_cause(exc) is None:
+        if cause_matching(exc, is_infrastructure_fault) is None:
             raise
         _close_broken_connections()
         retries = task.request.retries or 0
@@ -53,19 +53,6 @@ def run_message(task: CeleryTask, subscriber_name: str, delivery_ids: Sequence[i
         # If the broker is away too, this raises and the message is gone: its deliveries
         # stay dispatched, and the next message for the subscriber or the sweeper takes them.
         raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
-
-
-def infrastructure_cause(exc: BaseException) -> BaseException | None:
-    """The database or broker fault behind `exc`, if any: the wrapper's own error while
-    recording (say, "current transaction is aborted") is raised while handling it."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if is_infrastructure_fault(current):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _close_broken_connections() -> None:
