@@ -18,13 +18,12 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core.cache import cache
-from django.utils import timezone
 from redis import Redis
 from rest_framework.test import APIClient
 
 from outbox import coalesce, registry, sweeper
 from outbox.delivery import run_deliveries
-from outbox.models import Delivery, OutboxEvent
+from outbox.models import OutboxEvent
 from outbox.publish import KICK_PENDING_KEY
 from selfos.celery import app as celery_app
 from workers.notifications import push
@@ -33,6 +32,7 @@ from workers.story import writers
 from . import registry as test_registry
 from . import subscribers as test_subscribers  # registers the tests' subscribers
 from .brokers import amqp_url, broker_first, celery_broker, in_thread_pool, wake_to_stop  # noqa: F401
+from .deliveries import dispatched
 from .factories import TokenFactory, UserFactory
 from .fakes import FakeChat, FakeFCM
 
@@ -275,11 +275,7 @@ def _clean_subscriber_state() -> Iterator[None]:
 
 def deliver(subscriber: str, event: OutboxEvent) -> dict[str, int]:
     """Run one subscriber on one event through the real delivery wrapper (as a worker would)."""
-    delivery, _ = Delivery.objects.get_or_create(
-        event=event, subscriber=subscriber, defaults={"dispatched_at": timezone.now()}
-    )
-    Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.DISPATCHED)
-    return run_deliveries(subscriber, [delivery.pk])
+    return run_deliveries(subscriber, dispatched(subscriber, [event]))
 
 
 def events_of(event_type: str) -> list[OutboxEvent]:

@@ -25,6 +25,7 @@ from workers.notifications import push
 from workers.notifications.content import notification_id
 
 from . import fakes
+from .deliveries import dispatched
 from .factories import GoalFactory, ProjectFactory, TaskFactory, UserFactory
 from .fakes import FakeFCM
 
@@ -69,25 +70,13 @@ def with_devices(*tokens: str) -> Any:
     return user
 
 
-def deliveries(events: Iterable[OutboxEvent]) -> list[int]:
-    """One dispatched delivery of the notifications subscriber per event (as the relay leaves them)."""
-    ids = []
-    for event in events:
-        delivery, _ = Delivery.objects.get_or_create(
-            event=event, subscriber="notifications", defaults={"dispatched_at": timezone.now()}
-        )
-        ids.append(delivery.pk)
-    Delivery.objects.filter(pk__in=ids).update(status=Delivery.Status.DISPATCHED)
-    return ids
-
-
 def run(delivery_ids: list[int]) -> dict[str, int]:
-    """One message carrying these deliveries, through the real delivery wrapper; non-zero counts."""
-    return {k: v for k, v in run_deliveries("notifications", delivery_ids).items() if v}
+    """One message carrying these deliveries, through the real delivery wrapper; its counts by outcome."""
+    return run_deliveries("notifications", delivery_ids)
 
 
 def run_batch(events: Iterable[OutboxEvent]) -> dict[str, int]:
-    return run(deliveries(events))
+    return run(dispatched("notifications", events))
 
 
 def delivery_of(event: OutboxEvent) -> Delivery:
@@ -146,7 +135,7 @@ def test_the_queries_of_a_batch_do_not_grow_with_it() -> None:
     def queries(n: int) -> int:
         owners = [with_devices(f"{n}-{i}-phone", f"{n}-{i}-tablet") for i in range(n // 5)]
         Preferences.objects.create(user=owners[0], time_zone="Europe/Paris")  # one with preferences
-        ids = deliveries(completions(owners[i % len(owners)] for i in range(n)))
+        ids = dispatched("notifications", completions(owners[i % len(owners)] for i in range(n)))
         with CaptureQueriesContext(connection) as captured:
             assert run(ids) == {"succeeded": n}
         return len(captured)
@@ -289,7 +278,7 @@ def test_deletes_forget_their_notifications_in_a_batch() -> None:
         services.delete_task(Task.objects.get(pk=task.pk))
     late = TaskFactory(owner=bob)
     deletes = list(OutboxEvent.objects.filter(type="task.deleted").order_by("id"))
-    ids = deliveries([*deletes, complete(late)])
+    ids = dispatched("notifications", [*deletes, complete(late)])
     with CaptureQueriesContext(connection) as captured:
         assert run(ids) == {"succeeded": 4}
     assert list(Notification.objects.values_list("data", flat=True)) == [{"task_id": str(late.pk)}]

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from outbox.delivery import run_deliveries
 from outbox.errors import TransientError
@@ -17,6 +16,7 @@ from outbox.models import Delivery, OutboxEvent
 from outbox.registry import RetryPolicy, subscriber
 
 from . import registry as test_registry
+from .deliveries import dispatched
 from .testapp.models import Effect
 
 NAME = "batch_contract"
@@ -32,15 +32,6 @@ def make_events(n: int) -> list[OutboxEvent]:
             payload={"version": 1},
         )
         for i in range(n)
-    ]
-
-
-def dispatched(events: list[OutboxEvent]) -> list[int]:
-    return [
-        Delivery.objects.create(
-            event=e, subscriber=NAME, status=Delivery.Status.DISPATCHED, dispatched_at=timezone.now()
-        ).pk
-        for e in events
     ]
 
 
@@ -76,7 +67,7 @@ def test_events_the_batch_leaves_run_one_by_one_after_it(declare) -> None:
         Effect.objects.create(subscriber=NAME, event_id=event.id)
 
     declare(handler, batch_handler=batch)
-    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 3, "retry": 1}
+    assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 3, "retry": 1}
     assert one_by_one == [left, failing]
     assert statuses(events) == ["succeeded", "succeeded", "pending", "succeeded"]
     assert sorted(Effect.objects.values_list("event_id", flat=True)) == sorted(
@@ -97,7 +88,7 @@ def test_failures_the_batch_reports_per_event_are_recorded_without_a_second_try(
         one_by_one.append(event.id)
 
     declare(handler, batch_handler=batch)
-    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 2, "retry": 1}
+    assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 2, "retry": 1}
     assert one_by_one == [left]  # the failed one is not tried again now
     failed = Delivery.objects.get(event_id=failing)
     assert (failed.status, failed.attempts) == ("pending", 1)
@@ -119,7 +110,7 @@ def test_prepare_runs_outside_any_transaction_and_its_result_reaches_the_batch(d
 
     declare(lambda event: None, batch_handler=batch, prepare=prepare)
     # Even one delivery goes through prepare and the batch handler.
-    assert run_deliveries(NAME, dispatched(events[:1])) == {"succeeded": 1}
+    assert run_deliveries(NAME, dispatched(NAME, events[:1])) == {"succeeded": 1}
     assert seen == {
         "prepare in transaction": False,
         "batch in transaction": True,
@@ -142,7 +133,7 @@ def test_a_prepare_that_raises_sends_the_batch_one_by_one(declare) -> None:
         batch_handler=batch,
         prepare=prepare,
     )
-    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 3}
+    assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 3}
     assert Effect.objects.count() == 3
 
 
@@ -161,7 +152,7 @@ def test_a_non_atomic_batch_keeps_what_it_wrote_before_raising(declare) -> None:
             Effect.objects.create(subscriber=NAME, event_id=event.id)
 
     declare(handler, batch_handler=batch, atomic=False)
-    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 3}
+    assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 3}
     assert one_by_one == [e.id for e in events]
     # The batch's write was kept, so the one-by-one pass did not repeat it.
     assert sorted(Effect.objects.values_list("event_id", flat=True)) == [e.id for e in events]
@@ -180,7 +171,7 @@ def test_a_non_atomic_batch_whose_query_broke_the_transaction_is_rolled_back_and
         Effect.objects.get_or_create(subscriber=NAME, event_id=event.id)
 
     declare(handler, batch_handler=batch, atomic=False)
-    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 2}
+    assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 2}
     assert sorted(Effect.objects.values_list("event_id", flat=True)) == [e.id for e in events]
     assert statuses(events) == ["succeeded", "succeeded"]
 
@@ -194,7 +185,7 @@ def test_an_atomic_batch_that_raises_leaves_nothing_behind(declare) -> None:
         raise ValueError("bad batch")
 
     declare(lambda event: None, batch_handler=batch)
-    assert run_deliveries(NAME, dispatched(events)) == {"succeeded": 2}
+    assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 2}
     assert not Effect.objects.exists()
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from outbox.delivery import run_deliveries
 from outbox.models import Delivery, OutboxEvent
@@ -18,6 +17,7 @@ from workers.events import GOAL_REACHED, PROJECT_COMPLETED
 from workers.models import ProgressSnapshot
 
 from .conftest import deliver, events_of
+from .deliveries import dispatched
 from .factories import GoalFactory, ProjectFactory, TaskFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,16 +37,6 @@ SNAPSHOT_FIELDS = (
 def complete(task: Task) -> OutboxEvent:
     services.complete_task(task, by=task.owner)
     return OutboxEvent.objects.filter(aggregate_id=str(task.pk)).latest("id")
-
-
-def dispatched(events: list[OutboxEvent]) -> list[int]:
-    now = timezone.now()
-    return [
-        Delivery.objects.create(
-            event=e, subscriber="progress", status=Delivery.Status.DISPATCHED, dispatched_at=now
-        ).pk
-        for e in events
-    ]
 
 
 def world(owner: Any) -> list[Task]:
@@ -85,7 +75,7 @@ def test_a_batch_writes_what_one_by_one_writes() -> None:
     for task in world(alone):
         assert deliver("progress", complete(task)) == {"succeeded": 1}
     events = [complete(t) for t in world(together)]
-    assert run_deliveries("progress", dispatched(events)) == {"succeeded": 4}
+    assert run_deliveries("progress", dispatched("progress", events)) == {"succeeded": 4}
 
     assert outcome(together) == outcome(alone)
     got = outcome(together)
@@ -99,7 +89,7 @@ def test_the_queries_do_not_grow_with_the_batch(user) -> None:
     def queries_for(n: int) -> int:
         project = ProjectFactory(owner=user, goal=GoalFactory(owner=user))
         tasks = [TaskFactory(owner=user, project=project) for _ in range(n + 1)]
-        ids = dispatched([complete(t) for t in tasks[:n]])
+        ids = dispatched("progress", [complete(t) for t in tasks[:n]])
         with CaptureQueriesContext(connection) as queries:
             assert run_deliveries("progress", ids)["succeeded"] == n
         return len(queries)
@@ -114,7 +104,7 @@ def test_a_bad_event_fails_alone_and_the_rest_of_the_batch_succeeds(user) -> Non
     bad = OutboxEvent.objects.create(
         type="task.completed", aggregate_type="tasks_app.task", aggregate_id="x", payload={"version": 1}
     )
-    ids = dispatched([*events, bad])
+    ids = dispatched("progress", [*events, bad])
     counts = run_deliveries("progress", ids)
     assert (
         counts["succeeded"] == 3
@@ -127,7 +117,7 @@ def test_a_bad_event_fails_alone_and_the_rest_of_the_batch_succeeds(user) -> Non
 def test_a_replayed_batch_adds_no_snapshot_and_no_second_milestone(user) -> None:
     project = ProjectFactory(owner=user)
     events = [complete(t) for t in [TaskFactory(owner=user, project=project) for _ in range(2)]]
-    run_deliveries("progress", dispatched(events))
+    run_deliveries("progress", dispatched("progress", events))
     before = outcome(user)
     Delivery.objects.filter(event__in=events).update(status=Delivery.Status.DISPATCHED)
     assert (

@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from outbox.api import Event, PermanentError, TransientError
 from outbox.delivery import run_deliveries
@@ -27,6 +26,7 @@ from workers.story.handler import compose_story
 from workers.story.writers import StoryContext, TemplateWriter
 
 from .conftest import deliver
+from .deliveries import dispatched
 from .factories import MediaAttachmentFactory, ProjectFactory, TaskFactory, UserFactory
 from .fake_weaviate import FakeWeaviate
 
@@ -45,34 +45,9 @@ def remember(task: Task) -> OutboxEvent:
     return event
 
 
-def dispatch(events: list[OutboxEvent]) -> list[int]:
-    """The story's deliveries of these events, dispatched (again): what a message carries."""
-    ids = []
-    for event in events:
-        delivery, _ = Delivery.objects.get_or_create(
-            event=event, subscriber="story", defaults={"dispatched_at": timezone.now()}
-        )
-        ids.append(delivery.pk)
-    Delivery.objects.filter(pk__in=ids).update(status=Delivery.Status.DISPATCHED)
-    return ids
-
-
 def run(events: list[OutboxEvent]) -> dict[str, int]:
-    """One message carrying these events' story deliveries; the outcomes that happened."""
-    counts = run_deliveries("story", dispatch(events))
-    return {outcome: n for outcome, n in counts.items() if n}
-
-
-def as_event(row: OutboxEvent) -> Event:
-    return Event(
-        id=row.id,
-        type=row.type,
-        version=row.version,
-        aggregate_type=row.aggregate_type,
-        aggregate_id=row.aggregate_id,
-        payload=row.payload,
-        created_at=row.created_at,
-    )
+    """One message carrying these events' story deliveries; its counts by outcome."""
+    return run_deliveries("story", dispatched("story", events))
 
 
 def segments() -> dict[str, dict[str, Any]]:
@@ -154,7 +129,7 @@ def world(user: Any) -> list[OutboxEvent]:
 def test_a_batch_writes_the_segments_one_by_one_would(world: list[OutboxEvent]) -> None:
     for event in world:
         with transaction.atomic():
-            compose_story(as_event(event))
+            compose_story(Event.of(event))
     one_by_one = segments()
     StorySegment.objects.all().delete()
 
@@ -182,7 +157,7 @@ def test_queries_per_batch_do_not_grow_with_the_batch(user: Any) -> None:
     small, large = completions(5), completions(40)
     counted = []
     for events in (small, large):
-        ids = dispatch(events)
+        ids = dispatched("story", events)
         with CaptureQueriesContext(connection) as queries:
             assert run_deliveries("story", ids)["succeeded"] == len(events)
         counted.append(len(queries.captured_queries))
