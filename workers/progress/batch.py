@@ -2,11 +2,11 @@
 batch, one snapshot per event, with a number of queries that does not grow with the batch
 (only with the number of owners: their streak and pace are read per owner).
 
-The same figures as the one-by-one handler (`handler.record_progress`): current percents and
-statuses from the rows, each snapshot as of its own event's completion time, and
-`project.completed` / `goal.reached` published once per transition. Locks are taken in the
-same order as one by one (projects, then goals, each by primary key), so a batch and a
-single delivery never deadlock on each other.
+One event is a batch of one (the subscriber's plain handler calls this too). Current percents
+and statuses come from the rows, each snapshot is as of its own event's completion time, and
+`project.completed` / `goal.reached` are published once per transition (`milestones`). Locks
+are taken in one order (projects, then goals, each by primary key), so two batches never
+deadlock on each other.
 """
 
 from __future__ import annotations
