@@ -157,6 +157,16 @@ def test_streak_uses_the_users_time_zone(user) -> None:
     assert figures.pace_per_week == Decimal("0.50")  # 2 completions over 4 weeks
 
 
+def test_the_streak_reads_one_row_per_day_not_one_per_completion(user) -> None:
+    now = timezone.now()
+    for when in [now - timedelta(minutes=m) for m in range(12)] + [now - timedelta(days=1)]:
+        Task.objects.filter(pk=TaskFactory(owner=user).pk).update(status="completed", completed_at=when)
+    rows = list(progress.completion_days(user.pk, now - timedelta(days=30), ZoneInfo("UTC")))
+    assert sorted(rows) == sorted(
+        {(now - timedelta(minutes=m)).date() for m in range(12)} | {(now - timedelta(days=1)).date()}
+    )
+
+
 def test_estimated_finish_follows_the_pace(user) -> None:
     project = ProjectFactory(owner=user)
     tasks = TaskFactory.create_batch(4, owner=user, project=project)

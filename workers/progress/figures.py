@@ -14,6 +14,7 @@ from decimal import Decimal
 from statistics import mean
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.db.models import QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -104,19 +105,30 @@ def zone_named(name: str | None) -> ZoneInfo:
 def user_figures(user_id: int, now: datetime | None = None) -> UserFigures:
     now = now or timezone.now()
     zone = user_zone(user_id)
-    completed = Task.objects.filter(owner_id=user_id, status=Task.Status.COMPLETED)
-    days = set(
-        completed.filter(completed_at__gte=now - timedelta(days=STREAK_LOOKBACK_DAYS))
-        .annotate(day=TruncDate("completed_at", tzinfo=zone))
-        .values_list("day", flat=True)
-        .distinct()
-    )
-    recent = completed.filter(completed_at__gte=now - timedelta(days=PACE_WINDOW_DAYS)).count()
+    days = set(completion_days(user_id, now - timedelta(days=STREAK_LOOKBACK_DAYS), zone))
+    recent = Task.objects.filter(
+        owner_id=user_id,
+        status=Task.Status.COMPLETED,
+        completed_at__gte=now - timedelta(days=PACE_WINDOW_DAYS),
+    ).count()
     today = now.astimezone(zone).date()
     return UserFigures(
         streak_days=streak(days, today),
         pace_per_week=(Decimal(recent) * 7 / PACE_WINDOW_DAYS).quantize(Decimal("0.01")),
         today=today,
+    )
+
+
+def completion_days(user_id: int, since: datetime, zone: ZoneInfo) -> QuerySet[Task, date]:
+    """The days (in `zone`) on which the user completed a task since `since`: one row per day."""
+    return (
+        Task.objects.filter(owner_id=user_id, status=Task.Status.COMPLETED, completed_at__gte=since)
+        .annotate(day=TruncDate("completed_at", tzinfo=zone))
+        # No ordering: with the model's (-created_at), DISTINCT would be over the day *and* the
+        # creation time, one row per completion, and every batch would read the user's history.
+        .order_by()
+        .values_list("day", flat=True)
+        .distinct()
     )
 
 
