@@ -9,7 +9,7 @@ from typing import Any
 from amqp.exceptions import AMQPError
 from celery import Celery
 from celery.app.amqp import AMQP
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from kombu.exceptions import KombuError
 
 from selfos.settings.broker import is_amqp
@@ -82,6 +82,25 @@ def _refuse_to_start_on_a_bad_setting(**kwargs: Any) -> None:
         print("System check identified errors:", *errors, sep="\n  ", file=sys.stderr, flush=True)
         # Celery logs and swallows a signal handler's Exception; SystemExit it lets through.
         raise SystemExit(2)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(sender: Any = None, **kwargs: Any) -> None:
+    """Around each task, what Django does around each request: close the database
+    connections that are past CONN_MAX_AGE or broken, and keep the others.
+
+    Celery's Django fixup closes every connection before and after every task (Celery 5.5
+    went back to that), unless CELERY_DB_REUSE_MAX says to keep them for that many tasks,
+    which the settings make unlimited. A new connection per task costs PostgreSQL a
+    backend process and its setup, and the worker a connect: at 15 completions/s that was
+    5 connections and 43 ms of the server's CPU per completion. With CONN_HEALTH_CHECKS,
+    a kept connection that died meanwhile (a database restart) is replaced on first use.
+    """
+    if not getattr(getattr(sender, "request", None), "is_eager", False):
+        from django.db import close_old_connections
+
+        close_old_connections()
 
 
 @worker_process_init.connect

@@ -143,13 +143,14 @@ ROOT = Path(__file__).resolve().parent.parent
 class WorkerProcess:
     """A real `celery worker` process on the test database and broker."""
 
-    def __init__(self, name: str, queues: list[str], concurrency: int, pool: str) -> None:
+    def __init__(self, name: str, queues: list[str], concurrency: int, pool: str, **env: str) -> None:
         self.hostname = f"{name}@{socket.gethostname()}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"celery-{name}-", suffix=".log", delete=False)  # noqa: SIM115
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "selfos.settings.test",
             "SELFOS_TEST_DB_NAME": settings.DATABASES["default"]["NAME"],
+            **env,
         }
         self.process = subprocess.Popen(
             [
@@ -203,12 +204,12 @@ class WorkerProcess:
 def worker_process(
     request: pytest.FixtureRequest, transactional_db: None, broker: Redis
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real worker processes (`celery -A selfos worker`) on the given queues."""
+    """Start real worker processes (`celery -A selfos worker`) on the given queues (and environment)."""
     broker_first(request)
     started: list[WorkerProcess] = []
 
-    def start(*queues: str, concurrency: int = 1, pool: str = "prefork") -> WorkerProcess:
-        worker = WorkerProcess(f"w{len(started)}", list(queues), concurrency, pool)
+    def start(*queues: str, concurrency: int = 1, pool: str = "prefork", **env: str) -> WorkerProcess:
+        worker = WorkerProcess(f"w{len(started)}", list(queues), concurrency, pool, **env)
         started.append(worker)
         return worker
 

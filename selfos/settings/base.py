@@ -189,6 +189,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup would close the database connections around every task; selfos/celery.py
+# closes them as Django does around a request instead (CONN_MAX_AGE, health checks).
+CELERY_DB_REUSE_MAX = 2**62
 # Transport options, queue types (quorum on RabbitMQ), ...: Redis or RabbitMQ, see broker.py.
 globals().update(celery_settings(CELERY_BROKER_URL, env))
 CELERY_WORKER_SEND_TASK_EVENTS = True

@@ -29,8 +29,9 @@ AXES_ENABLED = False
 OUTBOX = {**OUTBOX, "RELAY_INTERVAL": 0.2, "SWEEP_INTERVAL": 0.5}
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 # Close connections after every Celery task and request, so the in-thread test
-# worker holds none open when the test database is flushed or dropped.
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# worker holds none open when the test database is flushed or dropped. A worker process
+# started by a test may keep them (SELFOS_TEST_CONN_MAX_AGE): its test stops it first.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("SELFOS_TEST_CONN_MAX_AGE", default=0)  # noqa: F405
 # A worker process started by a test connects straight to pytest-django's test database.
 if _test_db := env("SELFOS_TEST_DB_NAME", default=None):
     DATABASES["default"]["NAME"] = _test_db  # noqa: F405
