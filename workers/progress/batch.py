@@ -12,7 +12,6 @@ deadlock on each other.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -73,7 +72,7 @@ def update_progress_many(events: Sequence[Event]) -> None:
         if str(p.pk) not in projects
     ]
     rows = _task_rows([*projects, *(str(p.pk) for p in siblings)])
-    recent = _recent_counts(projects)
+    recent = _recent_counts(rows, projects)
 
     figures = {pk: figures_from(rows[pk]) for pk in [*projects, *(str(p.pk) for p in siblings)]}
     now = timezone.now()
@@ -133,14 +132,13 @@ def _task_rows(project_ids: list[str]) -> dict[str, Rows]:
     return rows
 
 
-def _recent_counts(projects: dict[str, Project]) -> dict[str, int]:
-    """Each project's tasks completed in the pace window (its recent pace), in one query."""
-    counts: dict[str, int] = defaultdict(int)
-    for project_id in Task.objects.filter(
-        project_id__in=projects, completed_at__gte=pace_window_start()
-    ).values_list("project_id", flat=True):
-        counts[str(project_id)] += 1
-    return counts
+def _recent_counts(rows: dict[str, Rows], projects: dict[str, Project]) -> dict[str, int]:
+    """Each project's tasks completed in the pace window (its recent pace), from the rows read."""
+    since = pace_window_start()
+    return {
+        pk: sum(1 for completed_at, _ in rows[pk] if completed_at and completed_at >= since)
+        for pk in projects
+    }
 
 
 def _snapshot(
