@@ -5,12 +5,15 @@ half the sustained rate (the sustained suite's figure from this run, else from t
 results) and at 50/s where that is at most half of it.
 
 No baseline: the targets (p50 <= 100 ms, p99 <= 500 ms with the kick) are absolute, and
-the beat-only rows show what the kick saves.
+the beat-only rows show what the kick saves. The run at half the sustained rate is also
+profiled: where its time goes (`bench.stages`: relay lag, each subscriber's queue wait and
+batch run) and its CPU per completion by process, with how many cores were busy.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from django.db.models import Max
@@ -20,11 +23,13 @@ from tasks_app import services
 from tasks_app.models import Project, Task
 
 from ..processes import Processes
+from ..stages import stages_of
 from .common import MEASURED, Row, bench_user, outbox_settings, paced, percentile, reset, wait_settled
+from .sustained import cpu_seconds
 
 
-def completion_latencies(since_id: int) -> list[float]:
-    """Seconds from each task.completed event's commit to its last delivery's success."""
+def completion_latencies(since_id: int) -> dict[int, float]:
+    """Seconds from each task.completed event's commit to its last delivery's success, by event id."""
     rows = (
         Delivery.objects.filter(
             event_id__gt=since_id, event__type="task.completed", status=Delivery.Status.SUCCEEDED
@@ -32,11 +37,12 @@ def completion_latencies(since_id: int) -> list[float]:
         .values("event_id", "event__created_at")
         .annotate(last=Max("completed_at"))
     )
-    return [(r["last"] - r["event__created_at"]).total_seconds() for r in rows]
+    return {r["event_id"]: (r["last"] - r["event__created_at"]).total_seconds() for r in rows}
 
 
-def run_completions(rate: float, seconds: float, kick: bool) -> list[float]:
-    """Complete `rate * seconds` tasks at `rate`, wait for their deliveries, return their latencies."""
+def run_completions(rate: float, seconds: float, kick: bool) -> dict[int, float]:
+    """Complete `rate * seconds` tasks at `rate`, wait for their deliveries, return their latencies
+    by event id."""
     user = bench_user()
     projects = [Project.objects.create(owner=user, title=f"bench project {i}") for i in range(10)]
     tasks = [
@@ -78,15 +84,58 @@ def steady_rates(quick: bool) -> list[tuple[float, bool]]:
     return rates
 
 
+def profile_rows(
+    rate: float, latencies: dict[int, float], cpu_ms: dict[str, float], cores: float
+) -> list[Row]:
+    """Where the time of a run went: stage medians, and CPU per completion by process."""
+    stages = stages_of(list(latencies))
+    bench = f"latency at {rate:g}/s"
+    rows = [
+        Row(bench=bench, figure="relay lag (commit to dispatch), p50", value=stages.relay_lag_ms, unit="ms")
+    ]
+    for sub in stages.subscribers:
+        rows += [
+            Row(
+                bench=bench,
+                figure=f"{sub.name}: queue wait (dispatch to its batch's start), p50",
+                value=sub.wait_ms,
+                unit="ms",
+            ),
+            Row(
+                bench=bench,
+                figure=f"{sub.name}: batch run (start to commit), p50, {sub.per_message:.1f} per message,"
+                f" last to finish {sub.last_share:.0%}",
+                value=sub.run_ms,
+                unit="ms",
+            ),
+        ]
+    rows += [
+        Row(bench=bench, figure=f"CPU per completion: {name}", value=ms, unit="ms")
+        for name, ms in cpu_ms.items()
+    ]
+    return [*rows, Row(bench=bench, figure="cores busy", value=cores)]
+
+
 def run(quick: bool) -> list[Row]:
     reset()
     rows: list[Row] = []
+    profile: list[Row] = []
     with Processes() as procs:
-        procs.service()
+        workers = procs.service()
         # Warm-up: every prefork process loads the model and opens its connections.
         run_completions(rate=5, seconds=4, kick=True)
+        half = (sustained_rate() or 0) / 2
         for rate, kick in steady_rates(quick):
-            values = run_completions(rate=rate, seconds=2 if quick else 20, kick=kick)
+            cpu_before, clock = cpu_seconds(workers), time.monotonic()
+            latencies = run_completions(rate=rate, seconds=2 if quick else 20, kick=kick)
+            values = list(latencies.values())
+            if rate == half and not quick:
+                used = {name: s - cpu_before[name] for name, s in cpu_seconds(workers).items()}
+                cpu_ms = {name: s / len(values) * 1000 for name, s in used.items()}
+                cpu_ms["all processes"] = sum(used.values()) / len(values) * 1000
+                profile = profile_rows(
+                    rate, latencies, cpu_ms, sum(used.values()) / (time.monotonic() - clock)
+                )
             label = "with kick" if kick else "beat only (1 s)"
             for p, target_ms in ((50, 100), (99, 500)):
                 ms = percentile(values, p) * 1000
@@ -100,4 +149,4 @@ def run(quick: bool) -> list[Row]:
                         met=ms <= target_ms if kick else None,
                     )
                 )
-    return rows
+    return rows + profile
