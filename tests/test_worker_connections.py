@@ -9,11 +9,13 @@ set-up for every message: five per completion.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
 
 from outbox import relay
+from selfos.celery import _close_old_connections
 from tasks_app import services
 
 from .conftest import WorkerProcess, settle
@@ -74,3 +76,15 @@ def test_a_kept_connection_that_died_between_tasks_is_replaced_before_the_next_t
     # (that would be a failed message, sent again by outbox.message).
     assert len(worker_backends()) == 1 and worker_backends() != [backend]
     assert "could not be recorded" not in worker.output(), worker.output()[-2000:]
+
+
+def test_after_a_task_that_did_not_succeed_its_connections_are_closed_whatever_their_age() -> None:
+    # It may have been cut off mid-query (a time limit's signal), leaving the connection
+    # unusable in a way Django cannot see.
+    connection.ensure_connection()
+    connection.close_at = None  # kept for ever, as CONN_MAX_AGE=None would
+    task = SimpleNamespace(request=SimpleNamespace(is_eager=False))
+    _close_old_connections(sender=task, state="SUCCESS")
+    assert connection.connection is not None
+    _close_old_connections(sender=task, state="FAILURE")
+    assert connection.connection is None
