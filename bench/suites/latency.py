@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from django.db.models import Max
 
@@ -40,24 +41,34 @@ def completion_latencies(since_id: int) -> dict[int, float]:
     return {r["event_id"]: (r["last"] - r["event__created_at"]).total_seconds() for r in rows}
 
 
-def run_completions(rate: float, seconds: float, kick: bool) -> dict[int, float]:
-    """Complete `rate * seconds` tasks at `rate`, wait for their deliveries, return their latencies
-    by event id."""
+def bench_tasks(count: int) -> list[Task]:
+    """`count` open tasks of the bench user, over ten projects, made before any clock starts."""
     user = bench_user()
-    projects = [Project.objects.create(owner=user, title=f"bench project {i}") for i in range(10)]
-    tasks = [
-        Task.objects.create(
-            owner=user, project=projects[i % 10], title=f"Bench task {i}: write chapter {i % 37}"
-        )
-        for i in range(int(rate * seconds))
-    ]
+    projects = Project.objects.bulk_create(
+        [Project(owner=user, title=f"bench project {i}") for i in range(10)]
+    )
+    return Task.objects.bulk_create(
+        [
+            Task(owner=user, project=projects[i % 10], title=f"Bench task {i}: write chapter {i % 37}")
+            for i in range(count)
+        ]
+    )
+
+
+def complete_all(tasks: list[Task], rate: float, kick: bool) -> dict[int, float]:
+    """Complete `tasks` at `rate`, wait for their deliveries, return their latencies by event id."""
     since = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     # KICK is read by this process's publish on commit; the workers' settings are their own.
     with outbox_settings(KICK=kick):
         for task in paced(tasks, rate):
-            services.complete_task(task, by=user)
+            services.complete_task(task, by=task.owner)
     wait_settled(120)
     return completion_latencies(since)
+
+
+def run_completions(rate: float, seconds: float, kick: bool) -> dict[int, float]:
+    """Complete `rate * seconds` new tasks at `rate`; their latencies by event id."""
+    return complete_all(bench_tasks(int(rate * seconds)), rate, kick)
 
 
 def sustained_rate() -> float | None:
@@ -97,7 +108,7 @@ def profile_rows(
         rows += [
             Row(
                 bench=bench,
-                figure=f"{sub.name}: queue wait (dispatch to its batch's start), p50",
+                figure=f"{sub.name}: queue wait (dispatch to start), p50",
                 value=sub.wait_ms,
                 unit="ms",
             ),
@@ -116,6 +127,21 @@ def profile_rows(
     return [*rows, Row(bench=bench, figure="cores busy", value=cores)]
 
 
+def profiled(
+    workers: dict[str, Any], tasks: list[Task], rate: float, kick: bool
+) -> tuple[dict[int, float], list[Row]]:
+    """complete_all(), and the run's profile: stage medians, CPU per completion by process (from the
+    first completion to the last delivery) and the cores busy meanwhile."""
+    cpu_before, clock = cpu_seconds(workers), time.monotonic()
+    latencies = complete_all(tasks, rate, kick)
+    if not latencies:
+        return latencies, []
+    used = {name: s - cpu_before[name] for name, s in cpu_seconds(workers).items()}
+    cpu_ms = {name: s / len(latencies) * 1000 for name, s in used.items()}
+    cpu_ms["all processes"] = sum(used.values()) / len(latencies) * 1000
+    return latencies, profile_rows(rate, latencies, cpu_ms, sum(used.values()) / (time.monotonic() - clock))
+
+
 def run(quick: bool) -> list[Row]:
     reset()
     rows: list[Row] = []
@@ -126,16 +152,11 @@ def run(quick: bool) -> list[Row]:
         run_completions(rate=5, seconds=4, kick=True)
         half = (sustained_rate() or 0) / 2
         for rate, kick in steady_rates(quick):
-            cpu_before, clock = cpu_seconds(workers), time.monotonic()
-            latencies = run_completions(rate=rate, seconds=2 if quick else 20, kick=kick)
+            tasks = bench_tasks(int(rate * (2 if quick else 20)))
+            latencies, run_profile = profiled(workers, tasks, rate, kick)
+            if kick and rate == half and not quick:
+                profile = run_profile
             values = list(latencies.values())
-            if rate == half and not quick:
-                used = {name: s - cpu_before[name] for name, s in cpu_seconds(workers).items()}
-                cpu_ms = {name: s / len(values) * 1000 for name, s in used.items()}
-                cpu_ms["all processes"] = sum(used.values()) / len(values) * 1000
-                profile = profile_rows(
-                    rate, latencies, cpu_ms, sum(used.values()) / (time.monotonic() - clock)
-                )
             label = "with kick" if kick else "beat only (1 s)"
             for p, target_ms in ((50, 100), (99, 500)):
                 ms = percentile(values, p) * 1000
