@@ -194,9 +194,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_DB_REUSE_MAX = 2**62
 # Transport options, queue types (quorum on RabbitMQ), ...: Redis or RabbitMQ, see broker.py.
 globals().update(celery_settings(CELERY_BROKER_URL, env))
-# Task events (what Flower shows) are a few broker publishes per message, sent or not anyone
-# listens: ~10 ms of CPU per completion at low load (`bench.stages`). Off unless asked for;
-# Flower turns them on in the workers while it runs (its --enable_events, on by default).
+# Task events (what Flower shows) are a few broker publishes per message, sent whether anyone
+# listens or not: about 10 ms of CPU per completion at 15/s (`python -m bench.steady`). Off
+# unless asked for: Flower turns the workers' on when it starts (--enable_events, on by
+# default), and they stay on until the worker restarts. task-sent, which the sender emits,
+# only CELERY_TASK_EVENTS turns on.
 CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_TASK_EVENTS", default=False)
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
 
