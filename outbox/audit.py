@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from . import conf, counts, registry
+from .eventlog.audit import every_event_is_logged
 from .models import Delivery, OutboxEvent
 
 # A check yields one line per violation; an empty check passed.
@@ -81,6 +82,7 @@ def _outbox_checks() -> dict[str, Check]:
     return {
         "every dispatched event has one delivery per subscriber of its type": _deliveries_complete,
         "nothing is stuck past its lease": _nothing_stuck,
+        "event log: every event is logged, unless what it is about was deleted": every_event_is_logged,
     }
 
 

@@ -41,6 +41,8 @@ class Event:
             raise PermanentError(
                 f"unsupported {self.type} payload version {self.version} (handler reads {version})"
             )
-        missing = [k for k in keys if not self.payload.get(k)]
+        # Absent, null or an empty string; an empty list is a value (a project deleted with no
+        # tasks still names its `task_ids`, all none of them).
+        missing = [k for k in keys if self.payload.get(k) in (None, "")]
         if missing:
             raise PermanentError(f"{self.type} payload lacks {', '.join(missing)}")

@@ -46,8 +46,9 @@ def update_progress_many(events: Sequence[Event]) -> None:
     for event in events:
         if event.type == PROJECT_DELETED:
             # The goal's percent is the mean of its live projects: one fewer, recompute it.
-            event.require("user_id", "goal_id", version=DELETE_PAYLOAD_VERSION)
-            if event.payload["goal_id"]:
+            # A project outside any goal names goal_id null: no goal to recompute.
+            event.require("user_id", version=DELETE_PAYLOAD_VERSION)
+            if event.payload.get("goal_id"):
                 goal_ids.add(str(event.payload["goal_id"]))
             continue
         event.require("user_id", version=TASK_PAYLOAD_VERSION)
