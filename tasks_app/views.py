@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import extend_schema
@@ -63,14 +64,22 @@ class TokenView(ObtainAuthToken):
 
     @extend_schema(responses={200: TokenSerializer, 429: None})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
         try:
-            return super().post(request, *args, **kwargs)
+            serializer.is_valid(raise_exception=True)
         except ValidationError:
             # django-axes marks a locked-out login on the request it was given, which here is
             # DRF's wrapper, where its middleware does not look: answer the lockout ourselves.
             if getattr(request, "axes_locked_out", False):
                 return lockout_response(request)
             raise
+        user = serializer.validated_data["user"]
+        token, _ = Token.objects.get_or_create(user=user)
+        # A token login is a login: Django's signal updates last_login, and django-axes records
+        # the address (where a known user is spared the per-username lockout) and resets the
+        # pair's failures, as for the admin's session login.
+        user_logged_in.send(sender=type(user), request=request._request, user=user)
+        return Response({"token": token.key})
 
 
 class OwnedViewSet(viewsets.ModelViewSet):

@@ -120,15 +120,23 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_BODY_BYTES", default=1_048_576
 NUM_PROXIES = env.int("DJANGO_NUM_PROXIES", default=0)
 
 # --- Failed logins (django-axes) --------------------------------------------
-# The token endpoint and the admin login lock out a username after this many failures, from
-# any address, and an address after this many, for any username, until the cool-off ends.
+# Three limits, each over the cool-off (selfos/accounts/lockout.py, README "Security"): a
+# (username, address) pair is locked out after SELFOS_LOGIN_FAILURE_LIMIT failures; an address,
+# for every username, after SELFOS_LOGIN_ADDRESS_FAILURE_LIMIT; a username, from every address
+# but those it logged in from within SELFOS_LOGIN_KNOWN_ADDRESS_DAYS, after
+# SELFOS_LOGIN_USERNAME_FAILURE_LIMIT.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+AXES_HANDLER = "selfos.accounts.lockout.LoginLockoutHandler"
 AXES_FAILURE_LIMIT = env.int("SELFOS_LOGIN_FAILURE_LIMIT", default=10)
+SELFOS_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("SELFOS_LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+SELFOS_LOGIN_USERNAME_FAILURE_LIMIT = env.int("SELFOS_LOGIN_USERNAME_FAILURE_LIMIT", default=50)
+SELFOS_LOGIN_KNOWN_ADDRESS_DAYS = env.int("SELFOS_LOGIN_KNOWN_ADDRESS_DAYS", default=90)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("SELFOS_LOGIN_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# What axes records and resets on success: the pair. The wider counts are the handler's.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "selfos.api.lockout_response"
 # The client's address as DRF's throttles see it.
@@ -234,7 +242,16 @@ _OUTBOX_FROM_ENV = {
 OUTBOX = {
     key: read(f"OUTBOX_{key}") for key, read in _OUTBOX_FROM_ENV.items() if f"OUTBOX_{key}" in os.environ
 }
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}  # the project's own periodic tasks: none today
+# The project's own periodic tasks (the outbox adds its own). They run on the outbox's queue,
+# the one the relay worker takes with the other maintenance tasks.
+CELERY_IMPORTS = ["selfos.accounts.tasks"]
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "accounts-prune-login-records": {
+        "task": "selfos.accounts.prune_login_records",
+        "schedule": 3600.0,
+        "options": {"queue": "outbox", "expires": 3600},
+    },
+}
 
 # --- Subscribers ----------------------------------------------------------
 # Pluggable parts: a short name below or a dotted path, checked at start (workers/pluggables.py).
