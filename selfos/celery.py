@@ -9,7 +9,6 @@ from typing import Any
 
 from amqp.exceptions import AMQPError
 from celery import Celery
-from celery.app.amqp import AMQP
 from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from kombu.exceptions import KombuError
 
@@ -19,29 +18,6 @@ from selfos.settings.broker import is_amqp
 # secrets are missing. `make run` (scripts/run_service.py) and the tests choose local or test.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "selfos.settings.production")
 logger = logging.getLogger(__name__)
-
-
-class ConfirmedAMQP(AMQP):
-    """Celery's messaging API, with every task message's publish bounded in time.
-
-    On RabbitMQ with publisher confirms a publish waits for the broker's ack, and Celery
-    passes no timeout of its own: a broker that blocks its publishers (a memory or disk
-    alarm) would hang the caller for ever, a web request's relay kick included. Here every
-    task message (the relay's fan-out, a kick, beat, a retry) waits at most
-    broker_transport_options["confirm_timeout"], then raises; on Redis the value is unused.
-    """
-
-    def _create_task_sender(self) -> Any:
-        send = super()._create_task_sender()
-
-        def send_task_message(
-            producer: Any, name: str, message: Any, confirm_timeout: Any = None, **options: Any
-        ) -> Any:
-            if confirm_timeout is None:
-                confirm_timeout = (self.app.conf.broker_transport_options or {}).get("confirm_timeout")
-            return send(producer, name, message, confirm_timeout=confirm_timeout, **options)
-
-        return send_task_message
 
 
 class SelfOSCelery(Celery):
@@ -55,19 +31,31 @@ class SelfOSCelery(Celery):
         *rest: Any,
         **options: Any,
     ) -> Any:
-        """Celery's send_task, with a countdown under a second made one second on RabbitMQ.
+        """Celery's send_task (every task message goes through it: apply_async, beat, a
+        retry), with two changes for RabbitMQ.
 
-        On quorum queues a countdown goes through Celery's native delayed delivery, which
-        builds its routing key from int(countdown) and refuses 0: the message a worker sends
-        itself to retry 0.5 s after a database fault (outbox.message) would fail to be sent,
-        "countdown must be a positive number", and its deliveries would wait for the sweeper.
+        Every publish is bounded in time. With publisher confirms a publish waits for the
+        broker's ack, and Celery passes no timeout of its own: a broker that blocks its
+        publishers (a memory or disk alarm) would hang the caller for ever, a web request's
+        relay kick included. `confirm_timeout` is one of send_task's publish options (Celery
+        hands it to kombu's Producer.publish), so the default comes from
+        broker_transport_options["confirm_timeout"] unless the caller gives one; on Redis it
+        is unused. (This used to override Celery's private AMQP._create_task_sender.)
+
+        A countdown under a second is made one second. On quorum queues a countdown goes
+        through Celery's native delayed delivery, which builds its routing key from
+        int(countdown) and refuses 0: the message a worker sends itself to retry 0.5 s after a
+        database fault (outbox.message) would fail to be sent, "countdown must be a positive
+        number", and its deliveries would wait for the sweeper.
         """
+        if options.get("confirm_timeout") is None:
+            options["confirm_timeout"] = (self.conf.broker_transport_options or {}).get("confirm_timeout")
         if countdown is not None and 0 < countdown < 1 and is_amqp(self.conf.broker_url):
             countdown = 1
         return super().send_task(name, args, kwargs, countdown, eta, *rest, **options)
 
 
-app = SelfOSCelery("selfos", amqp=ConfirmedAMQP)
+app = SelfOSCelery("selfos")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
