@@ -49,11 +49,20 @@ def delete_events(ids: list[int]) -> int:
     """Delete these events with their deliveries and attempts, in the caller's transaction.
 
     Leaf tables first, each as one DELETE: no ORM collector loading the rows (and no signals:
-    nothing listens to these tables). A delivery a worker is running is locked by it, so the
-    delete waits for that run to commit. Returns the number of events deleted.
+    nothing listens to these tables). Returns the number of events deleted.
+
+    The deliveries are locked before anything is deleted. A worker running one holds its lock
+    and records the attempt in the same transaction: deleting the attempts first would miss
+    that attempt, committed while the delivery delete waited for the worker, and the commit
+    would then fail on the attempt's foreign key (seen under `make chaos` with deletes: a 500
+    on DELETE /api/me/). Locked first, the delete waits for the run, then sees its attempt.
     """
     attempts, deliveries, events = (m._meta.db_table for m in (DeliveryAttempt, Delivery, OutboxEvent))
     with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {deliveries} WHERE event_id = ANY(%s) ORDER BY id FOR UPDATE",  # noqa: S608
+            [ids],
+        )
         cursor.execute(
             f"DELETE FROM {attempts} WHERE delivery_id IN "  # noqa: S608 - our own table names
             f"(SELECT id FROM {deliveries} WHERE event_id = ANY(%s))",
