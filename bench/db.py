@@ -18,6 +18,9 @@ TABLES = (
     "tasks_app_project",
     "tasks_app_goal",
     "authtoken_token",
+    "axes_accessattempt",
+    "axes_accesslog",
+    "axes_accessfailurelog",
 )
 
 

@@ -1,7 +1,8 @@
 """The whole service under faults, in CI: completions through the API while PostgreSQL is
 crash-restarted (twice) and a backend SIGKILLed, workers, their pool processes and the relay
-are `kill -9`'d and Redis is replaced by an empty one; then the outbox settles and every
-effect is counted: nothing lost, nothing duplicated, no dead delivery.
+are `kill -9`'d and Redis is replaced by an empty one, and while completed tasks and whole
+accounts are deleted; then the outbox settles and every effect is counted: nothing lost,
+nothing duplicated, no dead delivery, no trace of what was deleted, and `outbox audit` exits 0.
 
 Runs `python -m bench.chaos` (what `make chaos` runs for longer, with random faults) against a
 database of its own, on whatever PostgreSQL the suite uses: one this machine cannot
@@ -72,10 +73,24 @@ def test_nothing_lost_duplicated_or_dead_under_faults(tmp_path: Path) -> None:
     assert injected[: len(FAULTS)] == FAULTS, output
     assert [f for f in report["faults"] if f["error"]] == [], output
     assert report["settled"], output
-    assert report["tasks_completed"] == SECONDS * RATE, output
+    assert report["tasks_completed"] == SECONDS * RATE - report["tasks_deleted"], output
     assert report["dead"] == 0, output
     for name, effect in report["effects"].items():
         assert (name, effect["lost"], effect["duplicated"], effect["unexpected"]) == (name, 0, 0, 0), output
         assert effect["expected"] > 0, output  # each effect was looked for, not vacuously absent
     assert report["audit_violations"] == {}, output
+    assert report["tasks_deleted"] >= 2 and report["accounts_deleted"] >= 2, output
+    assert report["delete_errors"] == [], output
+    assert set(report["traces_left"].values()) == {0} and len(report["traces_left"]) == 5, output
     assert result.returncode == 0, output
+    # What an operator runs afterwards: the audit itself, dead deliveries not allowed.
+    audit = subprocess.run(
+        [sys.executable, "manage.py", "outbox", "audit"],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "selfos.settings.local"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr[-3000:]
+    assert "audit passed" in audit.stdout and "dead deliveries: 0" in audit.stdout, audit.stdout

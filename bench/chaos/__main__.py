@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __doc__ as description
+from .deletes import Deleter, create_doomed_accounts
 from .effects import judge
 from .faults import FAULT_KINDS, POSTGRES_FAULTS, Chaos
 from .postgres import NotRestartable, Postgres
 from .report import print_report, write_json
 from .service import Redis, Service, free_port
-from .traffic import answers, api_client, create_tasks, send_completions
+from .traffic import Load, answers, api_client, create_tasks, send_completions
 
 SETTLE_SECONDS = 240
 
@@ -49,6 +50,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="skip the PostgreSQL faults (for a server this machine cannot restart); without it such "
         "a server is an error",
+    )
+    parser.add_argument(
+        "--deletes-every",
+        type=float,
+        default=4,
+        help="seconds between deletes mid-load, in turn a completed task and a whole account "
+        "(default 4; 0: none)",
     )
     parser.add_argument("--report-json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -124,6 +132,8 @@ def run(
 ) -> int:
     count = int(args.seconds * args.rate)
     token, tasks = create_tasks(count)
+    accounts = max(1, int(args.seconds / args.deletes_every / 2)) if args.deletes_every > 0 else 0
+    doomed = create_doomed_accounts(accounts)
     client = api_client(web_port, token)
     wait_for(lambda: answers(client), 60, "the web process")
 
@@ -139,11 +149,23 @@ def run(
     load_done = threading.Event()
     thread = threading.Thread(target=chaos.run, args=(load_done,), daemon=True)
     thread.start()
+    load = Load()
+    deleter = Deleter(web_port, client, load, doomed, args.deletes_every)
+    deletes = threading.Thread(target=deleter.run, args=(load_done,), daemon=True)
+    if doomed:
+        deletes.start()
     started = time.monotonic()
-    load = send_completions(client, tasks, args.rate)
+    send_completions(client, tasks, args.rate, load)
     load_done.set()
     print(f"chaos: load done in {time.monotonic() - started:.0f}s; {len(faults)} faults so far", flush=True)
     thread.join()
+    if doomed:
+        deletes.join()
+    forgotten = deleter.forgotten
+    print(
+        f"chaos: deleted {len(forgotten.tasks)} tasks and {len(forgotten.accounts)} accounts mid-load",
+        flush=True,
+    )
     print(f"chaos: {len(faults)} faults injected; settling ...", flush=True)
 
     def settled() -> bool:
@@ -151,7 +173,7 @@ def run(
         return settled_outbox()
 
     done = wait_for(settled, SETTLE_SECONDS, "the outbox to settle", fatal=False)
-    outcome = judge(len(tasks), load, faults, exits, done, fcm)
+    outcome = judge(len(tasks), load, faults, exits, done, fcm, forgotten)
     print_report(outcome)
     if args.report_json:
         write_json(outcome, args.report_json)

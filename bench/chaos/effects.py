@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .deletes import Forgotten, traces_left
 from .faults import Fault
 from .traffic import Load
 
@@ -34,28 +35,57 @@ def _tally(effect: Effect, expected: set[Any], found: Iterable[Any]) -> Effect:
     return effect
 
 
-def count_effects(pushed: list[dict[str, Any]]) -> dict[str, Effect]:
-    """What the subscribers left, counted from their tables and the FCM's record, not the attempt log."""
+def count_effects(pushed: list[dict[str, Any]], forgotten: Forgotten | None = None) -> dict[str, Effect]:
+    """What the subscribers left, counted from their tables and the FCM's record, not the attempt log.
+
+    What the user deleted is expected nowhere: a row left about it counts as unexpected. Only
+    what was rightly there before the delete is set aside: the deleted task's events (they
+    stay in the outbox, ids only, until retention), their progress snapshots (project
+    history), and the pushes FCM took before the delete (a device cannot be un-pushed).
+    """
+    forgotten = forgotten or Forgotten()
     from outbox.models import OutboxEvent
-    from tasks_app.events import TASK_COMPLETED
-    from tasks_app.models import Task
+    from tasks_app.events import TASK_COMPLETED, TASK_DELETED
+    from tasks_app.models import Project, Task
     from workers.events import PROJECT_COMPLETED
     from workers.models import Device, MemoryEntry, Notification, ProgressSnapshot, PushReceipt, StorySegment
 
     completed = {str(pk) for pk in Task.objects.filter(status="completed").values_list("pk", flat=True)}
-    events = list(OutboxEvent.objects.filter(type=TASK_COMPLETED).values_list("id", "payload"))
+    events = [
+        (event_id, payload)
+        for event_id, payload in OutboxEvent.objects.filter(type=TASK_COMPLETED).values_list("id", "payload")
+        if payload.get("task_id") not in forgotten.tasks
+    ]
+    # A deleted task's completion, and the delete itself, each got a snapshot of its project.
+    forgotten_events = set(
+        OutboxEvent.objects.filter(
+            type__in=[TASK_COMPLETED, TASK_DELETED], aggregate_id__in=forgotten.tasks
+        ).values_list("id", flat=True)
+    )
+    gone_tokens = {a.device_token for a in forgotten.accounts}
+    pushed = [
+        m for m in pushed if m["token"] not in gone_tokens and m["data"].get("task_id") not in forgotten.tasks
+    ]
     finished = {
         p["project_id"]
         for p in OutboxEvent.objects.filter(type=PROJECT_COMPLETED).values_list("payload", flat=True)
     }
     segments = list(StorySegment.objects.values_list("kind", "subject_id"))
-    notes = list(Notification.objects.values_list("pk", "kind", "data"))
-    devices = list(Device.objects.values_list("pk", "token"))
+    notes = list(Notification.objects.values_list("pk", "kind", "data", "owner_id"))
+    devices: dict[int, list[tuple[Any, str]]] = {}
+    for pk, token, owner in Device.objects.values_list("pk", "token", "owner_id"):
+        devices.setdefault(owner, []).append((pk, token))
     # Pushes are keyed by what they announce, not by notification id: a notification made
     # again (its first row rolled back after the push went out) is a second push all the same.
+    # Each goes to its owner's devices.
+    owners = {("task", str(pk)): o for pk, o in Task.objects.values_list("pk", "owner_id")}
+    owners |= {("project", str(pk)): o for pk, o in Project.objects.values_list("pk", "owner_id")}
     announced = {("task", t) for t in completed} | {("project", p) for p in finished}
-    push_pairs = {(subject, token) for subject in announced for _, token in devices}
-    receipt_pairs = {(str(n), str(d)) for n, _, _ in notes for d, _ in devices}
+    push_pairs = {
+        (subject, token) for subject in announced for _, token in devices.get(owners.get(subject), [])
+    }
+    receipt_pairs = {(str(n), str(d)) for n, _, _, owner in notes for d, _ in devices.get(owner, [])}
+    device_count = sum(len(d) for d in devices.values())
     effects = {
         "task.completed events (one per task)": _tally(
             Effect(), completed, (p["task_id"] for _, p in events)
@@ -70,17 +100,21 @@ def count_effects(pushed: list[dict[str, Any]]) -> dict[str, Effect]:
             Effect(), completed, (str(t) for t in MemoryEntry.objects.values_list("task_id", flat=True))
         ),
         "progress snapshots (one per event)": _tally(
-            Effect(), {e for e, _ in events}, ProgressSnapshot.objects.values_list("event_id", flat=True)
+            Effect(),
+            {e for e, _ in events},
+            ProgressSnapshot.objects.exclude(event_id__in=forgotten_events).values_list(
+                "event_id", flat=True
+            ),
         ),
         "notifications (one per task and finished project)": _tally(
-            _tally(Effect(), completed, (d.get("task_id") for _, k, d in notes if k == TASK_COMPLETED)),
+            _tally(Effect(), completed, (d.get("task_id") for _, k, d, _ in notes if k == TASK_COMPLETED)),
             finished,
-            (d.get("project_id") for _, k, d in notes if k == PROJECT_COMPLETED),
+            (d.get("project_id") for _, k, d, _ in notes if k == PROJECT_COMPLETED),
         ),
         # What the loopback FCM received (a receipt row cannot show a push sent twice), keyed by
         # what it announces: a second push under another collapse id is one the user sees twice.
         # A re-send under the same collapse id replaces the first on the device: see `resent_pushes`.
-        f"pushes shown (one per notification and device, {len(devices)} devices)": _tally(
+        f"pushes shown (one per notification and device, {device_count} devices)": _tally(
             Effect(), push_pairs, ((subject, token) for subject, token, _ in set(_pushes(pushed)))
         ),
         "push receipts (one per notification and device)": _tally(
@@ -159,10 +193,24 @@ class Outcome:
     dead_lines: list[str]  # the audit's description of each
     violations: dict[str, list[str]]
     ok: bool
+    tasks_deleted: int = 0
+    accounts_deleted: int = 0
+    traces_left: dict[str, int] = field(default_factory=dict)  # rows about what was deleted
+    delete_errors: list[str] = field(default_factory=list)
 
 
-def judge(count: int, load: Load, faults: list[Fault], exits: list[str], settled: bool, fcm: Any) -> Outcome:
-    """Count everything and decide: a pass needs nothing lost, duplicated, unexpected or dead."""
+def judge(
+    count: int,
+    load: Load,
+    faults: list[Fault],
+    exits: list[str],
+    settled: bool,
+    fcm: Any,
+    forgotten: Forgotten | None = None,
+) -> Outcome:
+    """Count everything and decide: a pass needs nothing lost, duplicated, unexpected or dead,
+    and no trace of what was deleted."""
+    forgotten = forgotten or Forgotten()
     from outbox import audit
     from outbox.models import Delivery
     from tasks_app.models import Task
@@ -172,7 +220,8 @@ def judge(count: int, load: Load, faults: list[Fault], exits: list[str], settled
     # "Stuck" is about settling, reported on its own line; the other checks are effects missing.
     violations = {k: v for k, v in result.violations.items() if "nothing is stuck" not in k}
     pushed = list(fcm.delivered)
-    effects = count_effects(pushed)
+    effects = count_effects(pushed, forgotten)
+    traces = traces_left(forgotten)
     resent = resent_pushes(pushed)
     lost = sum(e.lost for e in effects.values())
     duplicated = sum(e.duplicated for e in effects.values())
@@ -183,7 +232,9 @@ def judge(count: int, load: Load, faults: list[Fault], exits: list[str], settled
     by_kind = Counter(f.kind for f in faults)
     ok = (
         settled
-        and completed == count
+        and completed == count - len(forgotten.tasks)
+        and not any(traces.values())
+        and not forgotten.errors
         and not lost
         and not duplicated
         and not unexpected
@@ -210,4 +261,8 @@ def judge(count: int, load: Load, faults: list[Fault], exits: list[str], settled
         dead_lines=result.dead,
         violations=violations,
         ok=ok,
+        tasks_deleted=len(forgotten.tasks),
+        accounts_deleted=len(forgotten.accounts),
+        traces_left=traces,
+        delete_errors=forgotten.errors,
     )

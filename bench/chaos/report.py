@@ -27,6 +27,7 @@ def print_report(outcome: Outcome) -> None:
         ("faults that could not be injected", len(outcome.failed_faults)),
         ("processes that exited on their own", f"{len(exits)} {', '.join(exits)}".strip()),
         ("settled", "yes" if outcome.settled else "NO"),
+        ("deleted mid-load: tasks / accounts", f"{outcome.tasks_deleted} / {outcome.accounts_deleted}"),
     ]
     rows += [
         (
@@ -36,6 +37,11 @@ def print_report(outcome: Outcome) -> None:
         )
         for name, e in outcome.effects.items()
     ]
+    rows += [
+        (f"  traces of what was deleted: {name}", n if not n else f"{n} LEFT")
+        for name, n in outcome.traces_left.items()
+    ]
+    rows += [("  a delete the API would not take", error) for error in outcome.delete_errors]
     rows += [
         ("  pushes re-sent under the same collapse id (shown once)", outcome.resent),
         ("lost (effects)", outcome.lost),
@@ -89,5 +95,9 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "dead": sum(outcome.dead.values()),
         "dead_by_subscriber": dict(outcome.dead),
         "audit_violations": outcome.violations,
+        "tasks_deleted": outcome.tasks_deleted,
+        "accounts_deleted": outcome.accounts_deleted,
+        "traces_left": outcome.traces_left,
+        "delete_errors": outcome.delete_errors,
         "ok": outcome.ok,
     }

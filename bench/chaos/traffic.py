@@ -19,6 +19,7 @@ PROJECTS = 20
 class Load:
     answered: dict[str, int] = field(default_factory=lambda: {"200": 0, "503": 0, "error": 0})
     ok_at: list[float] = field(default_factory=list)
+    completed_ids: list[str] = field(default_factory=list)  # in the order the API took them
 
 
 def create_tasks(count: int) -> tuple[str, list[Task]]:
@@ -61,11 +62,12 @@ def answers(client: Any) -> bool:
         return False
 
 
-def send_completions(client: httpx.Client, tasks: list[Task], rate: float) -> Load:
-    """Complete every task through the API at `rate` a second, retrying refusals until each is taken."""
+def send_completions(client: httpx.Client, tasks: list[Task], rate: float, load: Load | None = None) -> Load:
+    """Complete every task through the API at `rate` a second, retrying refusals until each is
+    taken; into `load` as it goes (others read it meanwhile), a new one by default."""
     import httpx
 
-    load = Load()
+    load = load if load is not None else Load()
     started = time.monotonic()
     pending = list(tasks)
     while pending:
@@ -77,6 +79,7 @@ def send_completions(client: httpx.Client, tasks: list[Task], rate: float) -> Lo
         load.answered[str(status) if status in (200, 503) else "error"] += 1
         if status == 200:
             load.ok_at.append(time.time())
+            load.completed_ids.append(str(task.pk))
         else:
             pending.append(task)  # the app retries later, as a phone would
             time.sleep(0.5)
