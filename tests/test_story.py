@@ -31,8 +31,10 @@ def no_memory(monkeypatch):
 
 
 @pytest.fixture
-def fixed_memory(monkeypatch):
-    recalled = [{"task": "8f7f0000-0000-0000-0000-000000000000", "title": "Hill repeats", "score": 0.71}]
+def fixed_memory(monkeypatch, user):
+    """Memory recalls one earlier task of the user's: a real row (a story holds what it recalls)."""
+    earlier = TaskFactory(owner=user, project=None, title="Hill repeats")
+    recalled = [{"task": str(earlier.pk), "title": "Hill repeats", "score": 0.71}]
     monkeypatch.setattr("workers.story.handler.related_tasks", lambda task, k: recalled)
     monkeypatch.setattr(
         "workers.story.handler.related_tasks_many", lambda tasks, k: {t.pk: recalled for t in tasks}

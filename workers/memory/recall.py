@@ -26,9 +26,24 @@ def as_dict(hit: Hit) -> dict[str, Any]:
     return {"task": hit.task_id, "title": hit.title, "score": hit.score}
 
 
+def still_there(hits: Sequence[Hit]) -> list[Hit]:
+    """The hits whose task still exists, in their order (one query).
+
+    Between a task's delete and its memory delivery the store still holds its vector: a search
+    in that moment must not bring the deleted task back, in the API's answer or in a story
+    segment written after the story subscriber already forgot it.
+    """
+    if not hits:
+        return []
+    live = {
+        str(pk) for pk in Task.objects.filter(pk__in=[h.task_id for h in hits]).values_list("pk", flat=True)
+    }
+    return [h for h in hits if h.task_id in live]
+
+
 def search(owner_id: int, query: str, k: int) -> list[Hit]:
     vector = embedding.embed([query])[0]
-    return get_store().search(owner_id, vector, k)
+    return still_there(get_store().search(owner_id, vector, k))
 
 
 def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
@@ -43,7 +58,7 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
         # Only a store that is down. Our own database being away (an OperationalError) is
         # not caught: the story is retried, not written without its memories.
         raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    return [as_dict(h) for h in hits]
+    return [as_dict(h) for h in still_there(hits)]
 
 
 def related_tasks_many(tasks: Sequence[Task], k: int) -> dict[Any, list[dict[str, Any]]]:
@@ -78,4 +93,7 @@ def related_tasks_many(tasks: Sequence[Task], k: int) -> dict[Any, list[dict[str
     except StoreUnavailable as exc:
         # As in related_tasks: only a store that is down; our own database going away is raised.
         raise MemoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    return {t.pk: [as_dict(h) for h in hits] for t, hits in zip(tasks, answers, strict=True)}
+    live = {h.task_id for h in still_there([h for hits in answers for h in hits])}
+    return {
+        t.pk: [as_dict(h) for h in hits if h.task_id in live] for t, hits in zip(tasks, answers, strict=True)
+    }

@@ -130,11 +130,15 @@ def compose_stories(events: Sequence[Event], prepared: Drafts) -> dict[int, Exce
             events_of.setdefault(tid, []).append(event)
     drafted = sorted(tid for tid in events_of if prepared.by_task[tid] is not None)
     tasks: dict[str, Task] = {}
+    recalled = {r["task"] for tid in drafted for r in prepared.by_task[tid].context.recalled}  # type: ignore[union-attr]
     if drafted:
-        # Held until this delivery commits: a delete waits, and its task.deleted delivery then
-        # finds the segment to remove. Edits do not wait (FOR KEY SHARE).
-        hold_against_delete(Task, drafted)
+        # Held until this delivery commits, with the tasks each draft recalls: a delete waits,
+        # and its task.deleted delivery then finds the segment, or the recall, to remove.
+        # Edits do not wait (FOR KEY SHARE).
+        hold_against_delete(Task, {*drafted, *recalled})
         tasks = {str(t.pk): t for t in Task.objects.filter(pk__in=drafted).select_related("project__goal")}
+    # A recalled task deleted since its draft was written: that story forgot it already.
+    recalled_there = {str(pk) for pk in Task.objects.filter(pk__in=recalled).values_list("pk", flat=True)}
     figures = figures_at_completion([t for t in tasks.values() if t.is_completed])
     segments: list[StorySegment] = []
     for tid in drafted:
@@ -144,7 +148,8 @@ def compose_stories(events: Sequence[Event], prepared: Drafts) -> dict[int, Exce
             logger.info("story: task %s is gone or no longer completed; event %s skipped", tid, first.id)
             continue
         now = task_context_with(task, draft.context.media, draft.context.recalled, figures.get(task.pk))
-        if now != draft.context:  # edited since its text was written: written again, one by one
+        gone = any(r["task"] not in recalled_there for r in draft.context.recalled)
+        if now != draft.context or gone:  # edited, or a recall deleted, since: written again, one by one
             left.extend(e.id for e in events_of[tid])
             continue
         segments.append(

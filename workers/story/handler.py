@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from outbox.api import Event, RetryPolicy, subscriber
+from outbox.api import Event, RetryPolicy, TransientError, subscriber
 from tasks_app.events import (
     DELETE_PAYLOAD_VERSION,
     GOAL_DELETED,
@@ -107,14 +107,23 @@ def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
     draft = _draft(task_id, _task(task_id), event_id)
     if not isinstance(draft, Draft):
         return draft
-    # Then recorded with the task held against deletion until this delivery commits: a delete
-    # waits, and its task.deleted delivery then finds the segment to remove. A task gone or
-    # edited meanwhile is looked at again.
-    task = _task(task_id, lock=True)
-    if task is None or not task.is_completed or not draft.still_fits(task):
+    # Then recorded with the task, and the tasks it recalls, held against deletion until this
+    # delivery commits: a delete waits, and its task.deleted delivery then finds the segment,
+    # or the recall, to remove. A task gone or edited meanwhile, or a recall deleted (its own
+    # forget already ran), is looked at again; the new draft's recalls are held in turn.
+    task = _task(task_id, lock=True, recalled=draft.context.recalled)
+    for _ in range(3):
+        if task is not None and task.is_completed and draft.still_fits(task) and _recalls_there(draft):
+            break
         draft = _draft(task_id, task, event_id)
         if not isinstance(draft, Draft):
             return draft
+        task = _task(task_id, lock=True, recalled=draft.context.recalled)
+    else:  # deletes kept racing this draft: a transient failure, retried with backoff
+        raise TransientError(
+            f"story: task {task_id}'s recalled tasks kept being deleted while it was written"
+        )
+    assert task is not None
     return _save(
         task.owner_id,
         StorySegment.Kind.TASK,
@@ -129,10 +138,15 @@ def compose_task_segment(task_id: str, event_id: int) -> StorySegment | None:
     )
 
 
-def _task(task_id: str, lock: bool = False) -> Task | None:
+def _task(task_id: str, lock: bool = False, recalled: Sequence[dict[str, Any]] = ()) -> Task | None:
     if lock:
-        hold_against_delete(Task, [task_id])
+        hold_against_delete(Task, [task_id, *(r["task"] for r in recalled)])
     return Task.objects.select_related("project__goal").filter(pk=task_id).first()
+
+
+def _recalls_there(draft: Draft) -> bool:
+    wanted = {r["task"] for r in draft.context.recalled}
+    return len(wanted) == Task.objects.filter(pk__in=wanted).count()
 
 
 def _draft(task_id: str, task: Task | None, event_id: int) -> Draft | StorySegment | None:
