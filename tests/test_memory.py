@@ -132,11 +132,18 @@ def test_recall_for_stories_excludes_the_task_itself(user) -> None:
     assert all(r["task"] != str(task.pk) for r in related)
 
 
+def unit_vectors(n: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, 384)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def memory_id(i: int) -> str:
+    return f"00000000-0000-4000-9000-{i:012d}"
+
+
 def crowd_of_memories(n: int = 3000) -> np.ndarray:
-    rng = np.random.default_rng(7)
     crowd = UserFactory()
-    vectors = rng.normal(size=(n, 384)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = unit_vectors(n, seed=7)
     MemoryEntry.objects.bulk_create(
         [
             MemoryEntry(
@@ -162,14 +169,26 @@ def test_few_memories_among_many_exact_scan(user) -> None:
     assert "memory_embedding_hnsw" not in plan, plan
 
 
-def test_few_memories_among_many_iterative_hnsw_scan(user, monkeypatch) -> None:
-    """When the HNSW graph is walked, pgvector filters after it: iterative scan keeps recall whole."""
+def test_many_memories_among_a_crowd_iterative_hnsw_scan(user, monkeypatch) -> None:
+    """When the HNSW graph is walked, pgvector filters after it: the iterative scan keeps
+    walking until it has k of the owner's rows, where a plain walk filters its first
+    ef_search candidates only and comes back short.
+
+    HNSW is approximate, so the test asks for what it promises, not exact recall: a few
+    nodes of a graph of random vectors are unreachable from any entry point (CI once
+    walked 2,986 of 3,003 rows and never met one of three memories), so k rows every
+    time, all the owner's, and a mean recall against an exact scan of at least 0.9."""
     monkeypatch.setattr(vectorstores, "EXACT_SCAN_MAX", 0)
     crowd = crowd_of_memories()
-    mine = {str(t.pk) for t in (remember(user, t) for t in GARDEN)}
-    # The hard case: a query whose nearest neighbours are all someone else's.
-    query = crowd[0]
+    mine = unit_vectors(30, seed=11)
+    MemoryEntry.objects.bulk_create(
+        [
+            MemoryEntry(task_id=memory_id(i), owner=user, title=f"m{i}", text="", embedding=v)
+            for i, v in enumerate(mine)
+        ]
+    )
     store = vectorstores.PgVectorStore()
+    recalls = []
     with transaction.atomic(), connection.cursor() as cursor:
         # Leave the planner only the HNSW index (rolled back with the test's transaction).
         cursor.execute(
@@ -179,13 +198,18 @@ def test_few_memories_among_many_iterative_hnsw_scan(user, monkeypatch) -> None:
         for (name,) in cursor.fetchall():
             cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute("SET LOCAL enable_seqscan = off")
-        qs = store.nearest(user.pk, query, 10)
-        assert "memory_embedding_hnsw" in qs.explain()
-        assert {str(t) for t in qs.values_list("task_id", flat=True)} == mine
-        # Without the iterative scan, the filter runs on the first ef_search candidates only.
-        qs = store.nearest(user.pk, query, 10)
-        cursor.execute("SET LOCAL hnsw.iterative_scan = off")
-        assert len(list(qs.values_list("task_id", flat=True))) < len(mine)
+        assert "memory_embedding_hnsw" in store.nearest(user.pk, crowd[0], 10).explain()
+        # The hard case: queries whose nearest neighbours are all someone else's.
+        for query in crowd[:40]:
+            found = [str(t) for t in store.nearest(user.pk, query, 10).values_list("task_id", flat=True)]
+            assert len(found) == 10
+            exact = {memory_id(i) for i in np.argsort(mine @ -query)[:10]}
+            recalls.append(len(exact & set(found)) / 10)
+            # Without the iterative scan, the filter runs on the first ef_search candidates only.
+            qs = store.nearest(user.pk, query, 10)
+            cursor.execute("SET LOCAL hnsw.iterative_scan = off")
+            assert len(list(qs.values_list("task_id", flat=True))) < 10
+    assert np.mean(recalls) >= 0.9, recalls
 
 
 def test_recall_only_reaches_back_in_time(user) -> None:
