@@ -24,6 +24,10 @@ class OutboxEvent(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(default=timezone.now)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # The W3C trace context (traceparent, tracestate) of the span that published the event:
+    # the relay and every delivery record their spans in that trace (outbox/telemetry.py).
+    # Empty when nothing was being traced.
+    trace_context = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-id"]

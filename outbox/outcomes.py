@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from django.db.models import F
 from django.utils import timezone
 
+from . import telemetry
 from .errors import Deferred, is_infrastructure_fault
 from .models import Delivery, DeliveryAttempt
 from .registry import RetryPolicy, Subscriber
@@ -32,6 +33,28 @@ def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
     """Exponential backoff, capped; with jitter, a random point in the upper half of it."""
     delay = min(policy.backoff_max, policy.backoff * 2.0 ** min(attempt - 1, 32))
     return random.uniform(delay / 2, delay) if policy.jitter else delay
+
+
+def _attempt(
+    delivery: Delivery,
+    outcome: str,
+    started_at: datetime,
+    duration_ms: float,
+    error: BaseException | None = None,
+) -> telemetry.Attempt:
+    event = delivery.event
+    return telemetry.Attempt(
+        carrier=event.trace_context or {},
+        event_id=event.id,
+        event_type=event.type,
+        delivery_id=delivery.id,
+        subscriber=delivery.subscriber,
+        number=delivery.attempts,
+        outcome=outcome,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        error=error,
+    )
 
 
 def _ids(delivery: Delivery) -> dict[str, object]:
@@ -70,6 +93,9 @@ def record_success(done: list[tuple[Delivery, datetime, float]], context: dict[s
             )
             for d, started_at, duration_ms in done
         ]
+    )
+    telemetry.attempts_recorded(
+        [_attempt(d, DeliveryAttempt.Outcome.SUCCEEDED, started_at, ms) for d, started_at, ms in done]
     )
     for d in deliveries:
         logger.info(
@@ -145,11 +171,13 @@ def record_failure(
             "last_error",
         ]
     )
+    duration_ms = (time.perf_counter() - clock) * 1000
+    telemetry.attempts_recorded([_attempt(delivery, str(outcome), started_at, duration_ms, exc)])
     DeliveryAttempt.objects.create(
         delivery=delivery,
         number=delivery.attempts,
         started_at=started_at,
-        duration_ms=(time.perf_counter() - clock) * 1000,
+        duration_ms=duration_ms,
         outcome=outcome,
         error=error,
         traceback="".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:],

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 from django.db import transaction
 from django.utils import timezone
 
-from . import conf, registry
+from . import conf, registry, telemetry
 from .dispatch import publish_deliveries
 from .models import Delivery, OutboxEvent
 
@@ -37,21 +38,22 @@ def relay_once(batch_size: int | None = None) -> int:
             OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING)
             .order_by("id")
             .select_for_update(skip_locked=True)
-            .values_list("id", "type")[:batch_size]
+            .values_list("id", "type", "trace_context")[:batch_size]
         )
         if not events:
             return 0
         deliveries = Delivery.objects.bulk_create(
             [
                 Delivery(event_id=event_id, subscriber=sub.name, dispatched_at=now, created_at=now)
-                for event_id, event_type in events
+                for event_id, event_type, _ in events
                 for sub in registry.for_event(event_type)
             ]
         )
-        OutboxEvent.objects.filter(id__in=[event_id for event_id, _ in events]).update(
+        OutboxEvent.objects.filter(id__in=[event_id for event_id, _, _ in events]).update(
             status=OutboxEvent.Status.DISPATCHED, dispatched_at=now
         )
     messages = publish_deliveries(((d.subscriber, d.id) for d in deliveries), coalesce=True)
+    telemetry.relayed(events, Counter(d.event_id for d in deliveries), now, timezone.now())
     logger.info(
         "outbox relay: %d events -> %d deliveries in %d messages (events %d..%d)",
         len(events),
@@ -59,7 +61,10 @@ def relay_once(batch_size: int | None = None) -> int:
         messages,
         events[0][0],
         events[-1][0],
-        extra={"event_ids": [e for e, _ in events][:100], "delivery_ids": [d.id for d in deliveries][:400]},
+        extra={
+            "event_ids": [e for e, _, _ in events][:100],
+            "delivery_ids": [d.id for d in deliveries][:400],
+        },
     )
     return len(events)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,16 @@ def flower_auth() -> str:
     return path.read_text().strip()
 
 
+def prometheus_multiprocess_dir() -> None:
+    """Every process here writes its Prometheus histograms and counters to one directory, which
+    the web's /metrics sums up; emptied at each start, as prometheus_client asks (the files
+    of processes gone would otherwise add to the new ones' forever)."""
+    path = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR / "prometheus")))
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
 def main() -> int:
     # The Procfile's processes (gunicorn, celery) inherit this: without it they would take the
     # production settings, which is what an unconfigured process should do, not `make run`.
@@ -54,6 +65,7 @@ def main() -> int:
     # The ONNX export is made (and checked) once here, not by several workers at once.
     subprocess.run([python, "manage.py", "memory", "prepare"], cwd=ROOT, check=True)
     os.environ["FLOWER_BASIC_AUTH"] = auth = flower_auth()
+    prometheus_multiprocess_dir()
     port = os.environ.setdefault("PORT", "8000")
     flower_port = os.environ.setdefault("FLOWER_PORT", "5555")
     user = auth.split(":", 1)[0]

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_prometheus",
     "axes",
+    "selfos",
     "outbox",
     "tasks_app",
     "workers",
@@ -84,6 +85,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker and cache ---------------------------------------------
 REDIS_URL = env("REDIS_URL")
+
+# OpenTelemetry traces over OTLP/HTTP (selfos/tracing.py): on when a collector is named.
+SELFOS_TRACING = env.bool(
+    "SELFOS_TRACING",
+    default=bool(
+        env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+        or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+    ),
+)
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

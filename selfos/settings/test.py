@@ -36,3 +36,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("SELFOS_TEST_CONN_MAX_AGE", defau
 if _test_db := env("SELFOS_TEST_DB_NAME", default=None):
     DATABASES["default"]["NAME"] = _test_db  # noqa: F405
 PUSH_BACKEND = "locmem"
+
+# Tests trace only when a test turns it on (tests/test_tracing.py, for its own worker): a
+# collector named in the developer's environment does not make every test export spans.
+SELFOS_TRACING = env.bool("SELFOS_TRACING", default=False)
