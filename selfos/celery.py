@@ -9,7 +9,14 @@ from typing import Any
 
 from amqp.exceptions import AMQPError
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 from kombu.exceptions import KombuError
 
 from selfos.settings.broker import is_amqp
@@ -145,3 +152,20 @@ def _declare_queues_at_start(**kwargs: Any) -> None:
         # The worker's own connection retries until the broker answers; queues are then
         # declared as they are first used (a publish, a consumer).
         logger.warning("could not declare the queues at start: %s: %s", type(exc).__name__, exc)
+
+
+@worker_ready.connect
+def _serve_worker_metrics(**kwargs: Any) -> None:
+    from . import worker_metrics
+
+    worker_metrics.serve_from_env()
+
+
+@worker_process_shutdown.connect
+def _forget_this_process_live_gauges(pid: int | None = None, **kwargs: Any) -> None:
+    """prometheus_client's multiprocess mode: a pool process that exits takes its live gauges
+    with it (its counters and histograms stay in the sum, as they should)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
