@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks, print one table, write bench/results/latest.json.
 
-    python -m bench [--quick] [--only write,relay,latency,sustained,backlog,retention,embedding,search]
+    python -m bench [--quick] [--only write,tracing,relay,latency,sustained,backlog,...]
 
 Runs against the database `selfos_bench` (made by with_services.py) and Redis db 14,
 so a running service's data and queues are never touched. Each figure that has a

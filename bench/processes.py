@@ -49,6 +49,11 @@ def process_tree(pid: int) -> list[Any]:
     return [root, *root.children(recursive=True)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process tree has used so far (gunicorn and its workers)."""
+    return summed(process_tree(pid), lambda p: sum(p.cpu_times()[:2]))
+
+
 def summed(procs: list[Any], read: Callable[[Any], float]) -> float:
     """The sum of `read(process)`, skipping processes that exit while being read."""
     import psutil

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 MODULES = {
     "write": "write_path",
+    "tracing": "tracing",
     "relay": "relay",
     # Sustained first: latency runs at half the rate it measures.
     "sustained": "sustained",

@@ -22,18 +22,19 @@ from outbox.models import OutboxEvent
 from tasks_app.models import Project, Task
 
 from ..load import generate
-from ..processes import ROOT, bench_env
+from ..processes import ROOT, bench_env, cpu_seconds
 from .common import Row, bench_user, percentile, reset
 
 OURS, NAIVE = "/api/tasks/{id}/complete/", "/bench/naive/tasks/{id}/complete/"
 
 
 @contextmanager
-def server() -> Iterator[str]:
+def server(**env: str) -> Iterator[tuple[str, int]]:
     """gunicorn with bench/settings.py (the product's URLs plus the naive path), ready;
-    yields its base URL and stops it however the block ends."""
+    yields its base URL and pid, and stops it however the block ends. `env` adds to its
+    environment."""
     # A port of its own per run: a server left over from an aborted run cannot answer for it.
-    port = 18000 + int(time.time()) % 1000
+    port = 18000 + int(time.time() * 10) % 1000
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -48,7 +49,7 @@ def server() -> Iterator[str]:
             "warning",
         ],
         cwd=ROOT,
-        env=bench_env(DJANGO_SETTINGS_MODULE="bench.settings"),
+        env=bench_env(DJANGO_SETTINGS_MODULE="bench.settings", **env),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -58,7 +59,7 @@ def server() -> Iterator[str]:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         proc.wait(20)
@@ -74,13 +75,16 @@ def run(quick: bool) -> list[Row]:
         [Task(owner=user, project=project, title=f"write {i}") for i in range(2 * n + 2 * concurrency)]
     )
     ids = [str(t.pk) for t in tasks]
-    with server() as base:
+    with server() as (base, pid):
         # Warm both paths (connections, imports) outside the measurement.
         generate(base, OURS, token.key, ids[:concurrency], concurrency)
         generate(base, NAIVE, token.key, ids[concurrency : 2 * concurrency], concurrency)
         rest = ids[2 * concurrency :]
+        before = cpu_seconds(pid)
         naive = generate(base, NAIVE, token.key, rest[n:], concurrency)
+        between = cpu_seconds(pid)
         ours = generate(base, OURS, token.key, rest[:n], concurrency)
+        after = cpu_seconds(pid)
     assert not ours["errors"] and not naive["errors"], (ours["errors"], naive["errors"])
     assert OutboxEvent.objects.count() == n + concurrency  # one event per completion through our path
 
@@ -110,6 +114,13 @@ def run(quick: bool) -> list[Row]:
             value=o_p50,
             unit="ms",
             baseline=b_p50,
+        ),
+        Row(
+            bench="write path",
+            figure="web CPU per completion (gunicorn's processes)",
+            value=(after - between) / n * 1000,
+            unit="ms",
+            baseline=(between - before) / n * 1000,
         ),
         Row(
             bench="write path",
