@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db import transaction
 from opentelemetry import propagate, trace
@@ -67,17 +66,13 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000_000)
 
 
-def _parent(carrier: Mapping[str, str]) -> Any:
-    return propagate.extract(carrier)
-
-
 def _link_here(carriers: Iterable[Mapping[str, str]]) -> list[Link]:
     """Link the span current here (a Celery task run) to each event's trace, and return a link
     to it for the events' spans: both directions, so neither trace is a dead end."""
     here = trace.get_current_span()
     if here.is_recording():
         for carrier in carriers:
-            context = trace.get_current_span(_parent(carrier)).get_span_context()
+            context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
             if context.is_valid:
                 here.add_link(context)
     context = here.get_span_context()
@@ -117,7 +112,7 @@ def _emit_attempts(attempts: list[Attempt]) -> None:
         start = _ns(a.started_at)
         span = tracer.start_span(
             f"outbox deliver {a.subscriber}",
-            context=_parent(a.carrier),
+            context=propagate.extract(a.carrier),
             kind=SpanKind.CONSUMER,
             links=links,
             start_time=start,
@@ -151,7 +146,7 @@ def relayed(
     for event_id, event_type, carrier in traced:
         span = tracer.start_span(
             "outbox relay",
-            context=_parent(carrier),
+            context=propagate.extract(carrier),
             kind=SpanKind.PRODUCER,
             links=links,
             start_time=_ns(started_at),
