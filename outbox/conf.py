@@ -26,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
     # QUEUED_MARK_SECONDS, so a lost message holds the relay's next ones back no longer.
     "COALESCE_MESSAGES": True,
     "QUEUED_MARK_SECONDS": 5.0,
+    # Fair share (outbox/fairness.py): the relay's claim and a worker's batch take waiting work
+    # in turns across owners, so one owner's burst does not hold the others behind it. An
+    # event's owner is this key of its payload (events without it share one turn).
+    "FAIR_SHARE": True,
+    "OWNER_KEY": "user_id",
     "GROUP_COMMIT_SECONDS": 0.05,  # a worker commits a message's deliveries at least this often
     # A message whose outcome could not be recorded (the database was away) comes back
     # after 0.5 s, doubling up to this: its deliveries run as soon as the database answers.

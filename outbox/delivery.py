@@ -39,7 +39,7 @@ from datetime import datetime
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from . import coalesce, conf, registry
+from . import coalesce, conf, fairness, registry
 from .errors import is_infrastructure_fault
 from .events import Event
 from .models import Delivery
@@ -67,54 +67,112 @@ def run_deliveries(
         coalesce.started(sub.name)  # before reading what waits: see outbox/coalesce.py
     taken = _with_waiting(sub, delivery_ids)
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
+    counts: Counter[str] = Counter()
     try:
-        if sub.batch_handler is not None and (len(taken) > 1 or sub.prepare is not None):
-            batched = _run_batch(sub, taken, context)
-            if batched is not None:
-                counts, one_by_one = batched
-                if one_by_one:
-                    counts.update(_run_grouped(sub, one_by_one, context, own))
-                return dict(counts)
-        return dict(_run_grouped(sub, taken, context, own))
+        if (passed_over := own - {i for i, _ in taken}) and (skipped := _skipped(sub, passed_over)):
+            counts["skipped"] += skipped
+        for part in _fresh_first(taken):
+            counts.update(_run_part(sub, part, context, own))
+        return dict(counts)
     finally:
-        if coalescing and len(taken) >= conf.get("MESSAGE_BATCH_SIZE") and len(taken) > len(delivery_ids):
-            _follow_up(sub)
+        if len(taken) >= conf.get("MESSAGE_BATCH_SIZE") and (coalescing or _dealing()):
+            # A full batch: more may wait whose messages were coalesced into this one or, taken
+            # in turns, that this message carried and other owners' work took the place of.
+            _follow_up(sub, coalescing)
 
 
-def _follow_up(sub: Subscriber) -> None:
-    """This message filled its batch from the waiting deliveries, so more may wait, whose messages
-    were coalesced into this one: send the subscriber a message for them (unless one is queued)."""
-    if not coalesce.first_in_queue(sub.name):
+def _skipped(sub: Subscriber, passed_over: frozenset[int]) -> int:
+    """Of the message's own deliveries that were not taken, those that are not waiting either
+    (done, due a retry, gone): skipped, as a claim would skip them. Those still waiting lost
+    their place to other owners' turns, and the follow-up message takes them."""
+    waiting = set(
+        Delivery.objects.filter(
+            id__in=passed_over, subscriber=sub.name, status=Delivery.Status.DISPATCHED
+        ).values_list("id", flat=True)
+    )
+    skipped = sorted(passed_over - waiting)
+    for delivery_id in skipped:
+        _log_skip(delivery_id, sub)
+    return len(skipped)
+
+
+def _run_part(
+    sub: Subscriber, delivery_ids: list[int], context: dict[str, str], own: frozenset[int]
+) -> Counter[str]:
+    if sub.batch_handler is not None and (len(delivery_ids) > 1 or sub.prepare is not None):
+        batched = _run_batch(sub, delivery_ids, context)
+        if batched is not None:
+            counts, one_by_one = batched
+            if one_by_one:
+                counts.update(_run_grouped(sub, one_by_one, context, own))
+            return counts
+    return _run_grouped(sub, delivery_ids, context, own)
+
+
+def _fresh_first(taken: Sequence[tuple[int, str]]) -> list[list[int]]:
+    """The batch in two parts when it holds several owners' work: first every owner's oldest
+    delivery, committed on its own, then the rest. An owner with one thing waiting (a user
+    who just completed a task) is then done after a batch of a few, not after the hundred
+    another owner's burst put beside it. One owner's batch (a burst alone, or steady
+    traffic of many owners, one delivery each) stays whole."""
+    first: list[int] = []
+    rest: list[int] = []
+    seen: set[str] = set()
+    for delivery_id, owner in taken:
+        (rest if owner in seen else first).append(delivery_id)
+        seen.add(owner)
+    return [part for part in (first, rest) if part] if len(seen) > 1 and rest else [first + rest]
+
+
+def _follow_up(sub: Subscriber, coalescing: bool) -> None:
+    """This message filled its batch, so more may wait, whose messages were coalesced into this
+    one or that it passed over: send the subscriber a message for them (unless one is queued)."""
+    if coalescing and not coalesce.first_in_queue(sub.name):
         return
     try:
         sub.task.apply_async(args=[[]], queue=sub.queue)
     except Exception:
-        coalesce.not_sent(sub.name)
+        if coalescing:
+            coalesce.not_sent(sub.name)
         logger.warning(
             "outbox: no follow-up message for %s; the sweeper takes the rest", sub.name, exc_info=True
         )
 
 
-def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
-    """The message's deliveries plus this subscriber's other dispatched ones, oldest first,
-    up to MESSAGE_BATCH_SIZE.
+def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """What this message runs, as (delivery id, owner key): up to MESSAGE_BATCH_SIZE of the
+    subscriber's dispatched deliveries.
 
     The relay runs on every commit, so under steady load its messages carry one delivery
     each, and the queue grows one small message at a time. Taking what is waiting sizes
     the batch by the subscriber's own backlog: one delivery when there is none, a hundred
     (one group commit, one batch-handler call) when there is. The later messages for
     the deliveries taken here find them done and cost one empty claim each.
+
+    With FAIR_SHARE the batch is dealt in turns across owners (outbox/fairness.py), the
+    message's own deliveries included: they are waiting like the others, and those that do
+    not fit are left to the follow-up message a full batch sends. Without it, the message's
+    own come first, then the oldest waiting.
     """
-    room = conf.get("MESSAGE_BATCH_SIZE") - len(delivery_ids)
-    if room <= 0 or not conf.get("TAKE_WAITING"):
-        return list(delivery_ids)
-    waiting = (
+    size = conf.get("MESSAGE_BATCH_SIZE")
+    if not conf.get("TAKE_WAITING"):
+        return [(i, "") for i in delivery_ids]
+    if _dealing():
+        return fairness.dealt("deliveries", size, subscriber=sub.name)
+    room = size - len(delivery_ids)
+    if room <= 0:
+        return [(i, "") for i in delivery_ids]
+    others = (
         Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED)
         .exclude(id__in=delivery_ids)
         .order_by("id")
         .values_list("id", flat=True)[:room]
     )
-    return [*delivery_ids, *waiting]
+    return [(i, "") for i in [*delivery_ids, *others]]
+
+
+def _dealing() -> bool:
+    return bool(fairness.enabled() and conf.get("TAKE_WAITING"))
 
 
 def _claim(subscriber: str, ids: Sequence[int]) -> list[Delivery]:

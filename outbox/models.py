@@ -28,6 +28,9 @@ class OutboxEvent(models.Model):
     # the relay and every delivery record their spans in that trace (outbox/telemetry.py).
     # Empty when nothing was being traced.
     trace_context = models.JSONField(default=dict, blank=True)
+    # Whose event this is (the payload's OWNER_KEY, `user_id` by default): the relay and the
+    # workers serve owners in turns (outbox/fairness.py). Empty when the payload names none.
+    owner_key = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]
@@ -35,6 +38,12 @@ class OutboxEvent(models.Model):
             # The relay's scan: tiny however large the table grows, since it only
             # holds the events still waiting.
             models.Index(fields=["id"], name="outbox_event_pending", condition=Q(status="pending")),
+            # The fair relay's: each owner's oldest pending events (outbox/fairness.py).
+            models.Index(
+                fields=["owner_key", "id"],
+                name="outbox_event_pending_owner",
+                condition=Q(status="pending"),
+            ),
             models.Index(fields=["aggregate_type", "aggregate_id"], name="outbox_event_aggregate"),
             models.Index(fields=["type", "created_at"], name="outbox_event_type_created"),
             models.Index(
@@ -69,6 +78,7 @@ class Delivery(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    owner_key = models.CharField(max_length=64, blank=True, default="")  # the event's, copied
 
     class Meta:
         ordering = ["-id"]
@@ -87,6 +97,12 @@ class Delivery(models.Model):
                 condition=Q(status="dispatched"),
             ),
             models.Index(fields=["subscriber", "status"], name="outbox_delivery_sub_status"),
+            # A fair worker's scan: per subscriber, each owner's oldest waiting deliveries.
+            models.Index(
+                fields=["subscriber", "owner_key", "id"],
+                name="outbox_delivery_waiting",
+                condition=Q(status="dispatched"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Model
 
-from . import conf, telemetry
+from . import conf, fairness, telemetry
 from .eventlog.writer import log_event
 from .models import OutboxEvent
 
@@ -50,6 +50,7 @@ def publish(
         aggregate_id=str(aggregate.pk),
         payload=json.loads(text),
         trace_context=telemetry.current_context(),
+        owner_key=fairness.owner_of(payload),
     )
     # The durable copy, in this same transaction: it commits (or rolls back) with the event, so
     # every event is logged exactly once whatever the relay does later (crash, replay).

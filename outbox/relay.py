@@ -2,6 +2,8 @@
 
 Several relays may run at once (a beat tick and a kick, or two hosts): each claims
 its own events with SELECT ... FOR UPDATE SKIP LOCKED, so no event is fanned out twice.
+Which pending events a claim tries is fair across owners (outbox/fairness.py): one owner's
+burst of thousands of events does not hold another owner's event behind it.
 
 Order of work, and what a crash at each point does:
 1. claim pending events, create their deliveries (dispatched), mark the events
@@ -22,7 +24,7 @@ from collections import Counter
 from django.db import transaction
 from django.utils import timezone
 
-from . import conf, registry, telemetry
+from . import conf, fairness, registry, telemetry
 from .dispatch import publish_deliveries
 from .models import Delivery, OutboxEvent
 
@@ -34,18 +36,20 @@ def relay_once(batch_size: int | None = None) -> int:
     batch_size = batch_size or conf.get("RELAY_BATCH_SIZE")
     now = timezone.now()
     with transaction.atomic():
-        events = list(
-            OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING)
-            .order_by("id")
-            .select_for_update(skip_locked=True)
-            .values_list("id", "type", "trace_context")[:batch_size]
-        )
-        if not events:
+        claimed = _claim(batch_size)
+        if not claimed:
             return 0
+        events = [(event_id, event_type, trace) for event_id, event_type, trace, _ in claimed]
         deliveries = Delivery.objects.bulk_create(
             [
-                Delivery(event_id=event_id, subscriber=sub.name, dispatched_at=now, created_at=now)
-                for event_id, event_type, _ in events
+                Delivery(
+                    event_id=event_id,
+                    subscriber=sub.name,
+                    dispatched_at=now,
+                    created_at=now,
+                    owner_key=owner_key,
+                )
+                for event_id, event_type, _, owner_key in claimed
                 for sub in registry.for_event(event_type)
             ]
         )
@@ -67,6 +71,21 @@ def relay_once(batch_size: int | None = None) -> int:
         },
     )
     return len(events)
+
+
+def _claim(batch_size: int) -> list[tuple[int, str, dict, str]]:
+    """Lock up to `batch_size` pending events: in turns across owners (outbox/fairness.py), or
+    oldest first with FAIR_SHARE off. (id, type, trace context, owner key), in id order."""
+    pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING)
+    if fairness.enabled():
+        # The lock and the status check under it are what make the claim safe; the dealt ids
+        # only choose which rows to try (another relay may hold or have taken some).
+        pending = pending.filter(id__in=[i for i, _ in fairness.dealt("events", batch_size)])
+    return list(
+        pending.order_by("id")
+        .select_for_update(skip_locked=True)
+        .values_list("id", "type", "trace_context", "owner_key")[:batch_size]
+    )
 
 
 def relay(time_budget: float | None = None) -> int:

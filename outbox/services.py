@@ -72,13 +72,16 @@ def replay(
     that never had a delivery for this subscriber (it did not exist yet) get one.
     """
     sub = registry.get(subscriber_name)
-    event_ids = list(replay_events(subscriber_name, since, until).order_by("id").values_list("id", flat=True))
+    owned = list(replay_events(subscriber_name, since, until).order_by("id").values_list("id", "owner_key"))
     total = 0
-    for start in range(0, len(event_ids), chunk_size):
-        chunk = event_ids[start : start + chunk_size]
+    for start in range(0, len(owned), chunk_size):
+        chunk = [event_id for event_id, _ in owned[start : start + chunk_size]]
         # Events from before this subscriber existed get their delivery row first.
         Delivery.objects.bulk_create(
-            [Delivery(event_id=i, subscriber=sub.name, dispatched_at=timezone.now()) for i in chunk],
+            [
+                Delivery(event_id=i, subscriber=sub.name, dispatched_at=timezone.now(), owner_key=owner)
+                for i, owner in owned[start : start + chunk_size]
+            ],
             ignore_conflicts=True,
         )
         pairs = redispatch(

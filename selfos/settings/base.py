@@ -234,6 +234,8 @@ _OUTBOX_FROM_ENV = {
     "GROUP_COMMIT_SECONDS": env.float,
     "TAKE_WAITING": env.bool,
     "COALESCE_MESSAGES": env.bool,
+    "FAIR_SHARE": env.bool,
+    "OWNER_KEY": env.str,
     "QUEUED_MARK_SECONDS": env.float,
     "INFRASTRUCTURE_RETRY_MAX_SECONDS": env.float,
     "SWEEP_INTERVAL": env.float,

@@ -1,0 +1,91 @@
+"""Fair share: waiting work is taken in turns across owners, not oldest first.
+
+An event's owner is a key in its payload (OWNER_KEY, `user_id` by default), copied into
+`OutboxEvent.owner_key` by `publish()` and into `Delivery.owner_key` by the relay. Taking
+the oldest rows first lets one owner's burst (an import, a script: thousands of completions
+at once) hold every other owner behind it until it has drained. Here, both the relay's
+claim and a worker's batch are dealt like cards: every owner's oldest row, then every
+owner's second, and so on, owners with the oldest waiting row first within a turn. A burst
+is served at its owner's share while everyone else keeps the latency of an idle system; an
+owner alone still gets the whole batch, so a burst drains as fast as before.
+
+One query, bounded however large the backlog grows:
+- the owners who have work waiting, found by a skip scan of the partial index on
+  (owner_key, id) (one index probe per owner, at most `limit` owners: past that many, each
+  gets at most one row of the batch anyway);
+- from each of them, its oldest `share` rows (`limit` split evenly among them), and the
+  `limit` oldest rows overall (so the room an owner with little waiting leaves is filled,
+  and owners past the skip scan's `limit` still move forward, oldest first);
+- those candidates ordered by their turn (rank within their owner), then by age.
+
+The candidates are read without locks; callers lock what they take with FOR UPDATE SKIP
+LOCKED and check its status again under the lock, as they did before, so every guarantee of
+the claim (no row taken twice, nothing taken that another transaction changed) is the
+lock's, not this query's. Two relays that read the same candidates at once split them:
+what one locked the other skips, and it takes the rest on its next claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import connection
+
+from . import conf
+
+# The waiting rows of each table, spelled as their partial indexes' conditions (models.py) so
+# that the planner uses them: status is a literal, not a parameter.
+_WAITING = {
+    "events": ("outbox_outboxevent", "status = 'pending'"),
+    "deliveries": ("outbox_delivery", "status = 'dispatched' AND subscriber = %(subscriber)s"),
+}
+
+_DEALT = """
+WITH RECURSIVE owners(owner_key, seen) AS (
+    (SELECT owner_key, 1 FROM {table} WHERE {waiting} ORDER BY owner_key LIMIT 1)
+  UNION ALL
+    SELECT later.owner_key, owners.seen + 1
+    FROM owners CROSS JOIN LATERAL (
+        SELECT owner_key FROM {table}
+        WHERE {waiting} AND owner_key > owners.owner_key
+        ORDER BY owner_key LIMIT 1
+    ) AS later
+    WHERE owners.seen < %(limit)s
+),
+candidates AS (
+    SELECT theirs.id, theirs.owner_key
+    FROM owners CROSS JOIN LATERAL (
+        SELECT id, owner_key FROM {table}
+        WHERE {waiting} AND owner_key = owners.owner_key
+        ORDER BY id
+        LIMIT (SELECT ceil(%(limit)s::float / count(*))::int FROM owners)
+    ) AS theirs
+  UNION
+    (SELECT id, owner_key FROM {table} WHERE {waiting} ORDER BY id LIMIT %(limit)s)
+)
+SELECT id, owner_key FROM candidates
+ORDER BY row_number() OVER (PARTITION BY owner_key ORDER BY id), id
+LIMIT %(limit)s
+"""
+
+
+def enabled() -> bool:
+    return bool(conf.get("FAIR_SHARE"))
+
+
+def owner_of(payload: Mapping[str, Any]) -> str:
+    """The owner key an event with this payload is served under; "" (one shared turn) if none."""
+    value = payload.get(conf.get("OWNER_KEY"))
+    return "" if value is None else str(value)[:64]
+
+
+def dealt(kind: str, limit: int, **params: Any) -> list[tuple[int, str]]:
+    """Up to `limit` waiting `kind` rows ("events", or "deliveries" of `subscriber`) as (id,
+    owner key), in turns across owners. Unlocked: the caller claims them with SKIP LOCKED."""
+    if limit <= 0:
+        return []
+    table, waiting = _WAITING[kind]
+    with connection.cursor() as cursor:
+        cursor.execute(_DEALT.format(table=table, waiting=waiting), {**params, "limit": limit})
+        return [(row_id, owner) for row_id, owner in cursor.fetchall()]
