@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     # event's owner is this key of its payload (events without it share one turn).
     "FAIR_SHARE": True,
     "OWNER_KEY": "user_id",
+    # A message takes as many deliveries as its worker runs in about this long (seconds, at most
+    # MESSAGE_BATCH_SIZE), so no owner's work waits long behind a burst's (0: a full batch).
+    "FAIR_SLICE_SECONDS": 1.0,
     "GROUP_COMMIT_SECONDS": 0.05,  # a worker commits a message's deliveries at least this often
     # A message whose outcome could not be recorded (the database was away) comes back
     # after 0.5 s, doubling up to this: its deliveries run as soon as the database answers.

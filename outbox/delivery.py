@@ -65,20 +65,46 @@ def run_deliveries(
     coalescing = coalesce.enabled()
     if coalescing:
         coalesce.started(sub.name)  # before reading what waits: see outbox/coalesce.py
-    taken = _with_waiting(sub, delivery_ids)
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
-    counts: Counter[str] = Counter()
+    full = False
     try:
-        if (passed_over := own - {i for i, _ in taken}) and (skipped := _skipped(sub, passed_over)):
-            counts["skipped"] += skipped
-        for part in _fresh_first(taken):
-            counts.update(_run_part(sub, part, context, own))
-        return dict(counts)
+        if _dealing():
+            counts, full = _run_in_turns(sub, own, context)
+            return dict(counts)
+        taken = _with_waiting(sub, delivery_ids)
+        full = len(taken) >= conf.get("MESSAGE_BATCH_SIZE")
+        return dict(_run_part(sub, taken, context, own))
     finally:
-        if len(taken) >= conf.get("MESSAGE_BATCH_SIZE") and (coalescing or _dealing()):
+        if full and (coalescing or _dealing()):
             # A full batch: more may wait whose messages were coalesced into this one or, taken
             # in turns, that this message carried and other owners' work took the place of.
             _follow_up(sub, coalescing)
+
+
+def _run_in_turns(sub: Subscriber, own: frozenset[int], context: dict[str, str]) -> tuple[Counter[str], bool]:
+    """The subscriber's waiting deliveries dealt in turns across owners (outbox/fairness.py), as
+    many as this process runs in about FAIR_SLICE_SECONDS, fresh work first.
+
+    A message that runs for seconds holds its worker process that long, and every other
+    owner's work for this subscriber, and for the subscribers sharing the process, waits
+    behind it. Kept to a slice, a burst is drained by a chain of follow-up messages, each
+    dealt anew, so work that arrives meanwhile is at most a slice or two from its turn.
+    Returns the counts, and whether the deal was full (so more may wait)."""
+    counts: Counter[str] = Counter()
+    size = fairness.slices.size(sub.name, conf.get("MESSAGE_BATCH_SIZE"))
+    taken: list[tuple[int, str]] = []
+    try:
+        started = time.perf_counter()
+        taken = fairness.dealt("deliveries", size, subscriber=sub.name)
+        plan = fairness.plan(taken)
+        for part in (plan.first, plan.rest):
+            if part:
+                counts.update(_run_part(sub, part, context, own))
+        fairness.slices.ran(sub.name, len(taken), started)
+        return counts, len(taken) >= size
+    finally:
+        if (passed_over := own - {i for i, _ in taken}) and (skipped := _skipped(sub, passed_over)):
+            counts["skipped"] += skipped
 
 
 def _skipped(sub: Subscriber, passed_over: frozenset[int]) -> int:
@@ -109,21 +135,6 @@ def _run_part(
     return _run_grouped(sub, delivery_ids, context, own)
 
 
-def _fresh_first(taken: Sequence[tuple[int, str]]) -> list[list[int]]:
-    """The batch in two parts when it holds several owners' work: first every owner's oldest
-    delivery, committed on its own, then the rest. An owner with one thing waiting (a user
-    who just completed a task) is then done after a batch of a few, not after the hundred
-    another owner's burst put beside it. One owner's batch (a burst alone, or steady
-    traffic of many owners, one delivery each) stays whole."""
-    first: list[int] = []
-    rest: list[int] = []
-    seen: set[str] = set()
-    for delivery_id, owner in taken:
-        (rest if owner in seen else first).append(delivery_id)
-        seen.add(owner)
-    return [part for part in (first, rest) if part] if len(seen) > 1 and rest else [first + rest]
-
-
 def _follow_up(sub: Subscriber, coalescing: bool) -> None:
     """This message filled its batch, so more may wait, whose messages were coalesced into this
     one or that it passed over: send the subscriber a message for them (unless one is queued)."""
@@ -139,36 +150,26 @@ def _follow_up(sub: Subscriber, coalescing: bool) -> None:
         )
 
 
-def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[tuple[int, str]]:
-    """What this message runs, as (delivery id, owner key): up to MESSAGE_BATCH_SIZE of the
-    subscriber's dispatched deliveries.
+def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
+    """With FAIR_SHARE off: the message's deliveries plus this subscriber's other dispatched
+    ones, oldest first, up to MESSAGE_BATCH_SIZE.
 
     The relay runs on every commit, so under steady load its messages carry one delivery
     each, and the queue grows one small message at a time. Taking what is waiting sizes
     the batch by the subscriber's own backlog: one delivery when there is none, a hundred
     (one group commit, one batch-handler call) when there is. The later messages for
     the deliveries taken here find them done and cost one empty claim each.
-
-    With FAIR_SHARE the batch is dealt in turns across owners (outbox/fairness.py), the
-    message's own deliveries included: they are waiting like the others, and those that do
-    not fit are left to the follow-up message a full batch sends. Without it, the message's
-    own come first, then the oldest waiting.
     """
-    size = conf.get("MESSAGE_BATCH_SIZE")
-    if not conf.get("TAKE_WAITING"):
-        return [(i, "") for i in delivery_ids]
-    if _dealing():
-        return fairness.dealt("deliveries", size, subscriber=sub.name)
-    room = size - len(delivery_ids)
-    if room <= 0:
-        return [(i, "") for i in delivery_ids]
-    others = (
+    room = conf.get("MESSAGE_BATCH_SIZE") - len(delivery_ids)
+    if room <= 0 or not conf.get("TAKE_WAITING"):
+        return list(delivery_ids)
+    waiting = (
         Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED)
         .exclude(id__in=delivery_ids)
         .order_by("id")
         .values_list("id", flat=True)[:room]
     )
-    return [(i, "") for i in [*delivery_ids, *others]]
+    return [*delivery_ids, *waiting]
 
 
 def _dealing() -> bool:

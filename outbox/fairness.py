@@ -18,6 +18,12 @@ One query, bounded however large the backlog grows:
   and owners past the skip scan's `limit` still move forward, oldest first);
 - those candidates ordered by their turn (rank within their owner), then by age.
 
+A worker then runs what it was dealt fresh first (`plan`: the light owners' work, committed
+on its own, before the rest of a burst), and takes only as much as it runs in about
+FAIR_SLICE_SECONDS (`Slices`): a burst drains through a chain of short messages, each dealt
+anew, so work that arrives meanwhile waits for one short message, not for a hundred
+deliveries of somebody else's.
+
 The candidates are read without locks; callers lock what they take with FOR UPDATE SKIP
 LOCKED and check its status again under the lock, as they did before, so every guarantee of
 the claim (no row taken twice, nothing taken that another transaction changed) is the
@@ -27,7 +33,10 @@ what one locked the other skips, and it takes the rest on its next claim.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -89,3 +98,68 @@ def dealt(kind: str, limit: int, **params: Any) -> list[tuple[int, str]]:
     with connection.cursor() as cursor:
         cursor.execute(_DEALT.format(table=table, waiting=waiting), {**params, "limit": limit})
         return [(row_id, owner) for row_id, owner in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a worker runs what it was dealt: `first` committed on its own, then `rest` (one owner's)."""
+
+    first: list[int]
+    rest: list[int]
+
+
+def plan(taken: Sequence[tuple[int, str]]) -> Plan:
+    """Fresh before backlog: every owner's deliveries first, in as many turns as the others have,
+    committed on their own, then the rest of the owner with the most (a burst).
+
+    A user who just completed a task is then done after a batch of a few, not after the hundred
+    another owner's burst put beside it. A batch of one owner's work is all `rest`; steady
+    traffic of many owners, one delivery each, is all `first`."""
+    per_owner = Counter(owner for _, owner in taken)
+    if not per_owner:
+        return Plan([], [])
+    heavy = per_owner.most_common(1)[0][0]
+    turns = max((n for owner, n in per_owner.items() if owner != heavy), default=0)
+    first: list[int] = []
+    rest: list[int] = []
+    seen = 0
+    for delivery_id, owner in taken:
+        if owner == heavy:
+            seen += 1
+            (first if seen <= turns else rest).append(delivery_id)
+        else:
+            first.append(delivery_id)
+    return Plan(sorted(first), sorted(rest))
+
+
+class Slices:
+    """How many deliveries a worker takes in one message: as many as it runs in about
+    FAIR_SLICE_SECONDS at the pace this process last ran the subscriber (seconds per delivery,
+    the message's overhead included), at most MESSAGE_BATCH_SIZE. Slow handlers and busy cores
+    make messages smaller, so the time another owner's work can wait behind one stays about
+    the same. 0 turns this off (MESSAGE_BATCH_SIZE a message).
+    """
+
+    SMALLEST = 5  # below this the per-message overhead (a task, a deal, a claim, a commit) dominates
+
+    def __init__(self) -> None:
+        self._pace: dict[str, float] = {}
+
+    def size(self, subscriber: str, available: int) -> int:
+        budget = conf.get("FAIR_SLICE_SECONDS")
+        if budget <= 0:
+            return available
+        pace = self._pace.get(subscriber)
+        wanted = available if not pace else int(budget / pace)
+        return max(1, min(available, max(self.SMALLEST, wanted)))
+
+    def ran(self, subscriber: str, count: int, started: float) -> None:
+        """Record that a message of `count` deliveries ran since `started` (time.perf_counter())."""
+        if count <= 0:
+            return
+        pace = (time.perf_counter() - started) / count
+        before = self._pace.get(subscriber)
+        self._pace[subscriber] = pace if before is None else 0.5 * before + 0.5 * pace
+
+
+slices = Slices()

@@ -21,6 +21,7 @@ MODULES = {
     # Sustained first: latency runs at half the rate it measures.
     "sustained": "sustained",
     "latency": "latency",
+    "fairness": "fairness",
     "layout": "layout",
     "backlog": "backlog",
     "retention": "retention",

@@ -236,6 +236,7 @@ _OUTBOX_FROM_ENV = {
     "COALESCE_MESSAGES": env.bool,
     "FAIR_SHARE": env.bool,
     "OWNER_KEY": env.str,
+    "FAIR_SLICE_SECONDS": env.float,
     "QUEUED_MARK_SECONDS": env.float,
     "INFRASTRUCTURE_RETRY_MAX_SECONDS": env.float,
     "SWEEP_INTERVAL": env.float,
