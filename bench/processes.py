@@ -109,7 +109,7 @@ class Processes:
     def service(
         self, subscribers: tuple[str, int] = SUBSCRIBERS_POOL, **env: str
     ) -> dict[str, subprocess.Popen[bytes]]:
-        """The Procfile's worker layout (relay; progress, story and notifications; memory) and
+        """The Procfile's worker layout (relay; progress, story and notifications; memory; express) and
         beat, ready to work; returns the workers by name. `subscribers` is the (pool,
         concurrency) of the progress, story and notifications worker."""
         pool, concurrency = subscribers
@@ -119,6 +119,12 @@ class Processes:
                 "subscribers", "progress,story,notifications", concurrency=concurrency, pool=pool, **env
             ),
             "memory": self.worker("memory", "memory", **env),
+            "express": self.worker(
+                "express",
+                "progress.express,story.express,notifications.express,memory.express",
+                concurrency=2,
+                **env,
+            ),
         }
         self.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)
         self.wait_ready(*workers)

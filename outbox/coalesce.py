@@ -37,8 +37,9 @@ from . import conf
 logger = logging.getLogger(__name__)
 
 
-def _key(subscriber: str) -> str:
-    return f"outbox:message-queued:{subscriber}"
+def _key(subscriber: str, lane: str) -> str:
+    # One mark per lane: an express message waiting does not hold back the burst's, nor the reverse.
+    return f"outbox:message-queued:{subscriber}" + (f":{lane}" if lane else "")
 
 
 def enabled() -> bool:
@@ -47,27 +48,27 @@ def enabled() -> bool:
     return bool(conf.get("COALESCE_MESSAGES") and conf.get("TAKE_WAITING"))
 
 
-def first_in_queue(subscriber: str) -> bool:
+def first_in_queue(subscriber: str, lane: str = "") -> bool:
     """Mark a message of `subscriber` as queued; False if one already is (send none)."""
     try:
         return bool(
-            caches[conf.get("CACHE")].add(_key(subscriber), 1, timeout=conf.get("QUEUED_MARK_SECONDS"))
+            caches[conf.get("CACHE")].add(_key(subscriber, lane), 1, timeout=conf.get("QUEUED_MARK_SECONDS"))
         )
     except Exception:
         logger.warning("outbox: cannot reach the cache to coalesce messages; publishing", exc_info=True)
         return True
 
 
-def started(subscriber: str) -> None:
+def started(subscriber: str, lane: str = "") -> None:
     """A worker starts a message of `subscriber`: from now on the relay's deliveries need a message
     of their own. Called before the worker reads the waiting deliveries."""
     try:
-        caches[conf.get("CACHE")].delete(_key(subscriber))
+        caches[conf.get("CACHE")].delete(_key(subscriber, lane))
     except Exception:
         logger.warning("outbox: cannot clear the queued-message mark; it expires by itself", exc_info=True)
 
 
-def not_sent(subscriber: str) -> None:
+def not_sent(subscriber: str, lane: str = "") -> None:
     """The marked message could not be published: let the next relay run try."""
     with contextlib.suppress(Exception):
-        caches[conf.get("CACHE")].delete(_key(subscriber))
+        caches[conf.get("CACHE")].delete(_key(subscriber, lane))

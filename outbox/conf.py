@@ -31,9 +31,13 @@ DEFAULTS: dict[str, Any] = {
     # event's owner is this key of its payload (events without it share one turn).
     "FAIR_SHARE": True,
     "OWNER_KEY": "user_id",
-    # A message takes as many deliveries as its worker runs in about this long (seconds, at most
-    # MESSAGE_BATCH_SIZE), so no owner's work waits long behind a burst's (0: a full batch).
-    "FAIR_SLICE_SECONDS": 1.0,
+    # The express lane (outbox/express.py): while a subscriber has more than EXPRESS_BACKLOG
+    # deliveries waiting (a burst), the relay also sends the deliveries of owners with at most
+    # EXPRESS_OWNER_LIMIT waiting to its express queue (`<queue>.express`), which a worker of its
+    # own takes (the Procfile's `express`), so they do not wait behind the burst's batches.
+    "EXPRESS_LANE": True,
+    "EXPRESS_BACKLOG": 25,
+    "EXPRESS_OWNER_LIMIT": 10,
     "GROUP_COMMIT_SECONDS": 0.05,  # a worker commits a message's deliveries at least this often
     # A message whose outcome could not be recorded (the database was away) comes back
     # after 0.5 s, doubling up to this: its deliveries run as soon as the database answers.

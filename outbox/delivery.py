@@ -57,17 +57,27 @@ def _reraise_if_database_gone(exc: Exception) -> None:
 
 
 def run_deliveries(
-    subscriber_name: str, delivery_ids: Sequence[int], *, celery_task_id: str = "", worker: str = ""
+    subscriber_name: str,
+    delivery_ids: Sequence[int],
+    *,
+    celery_task_id: str = "",
+    worker: str = "",
+    express: bool = False,
 ) -> dict[str, int]:
-    """Run one subscriber over the given deliveries (and others waiting); returns counts by outcome."""
+    """Run one subscriber over the given deliveries (and others waiting); returns counts by outcome.
+    `express`: the message came down the express lane (outbox/express.py)."""
     sub = registry.get(subscriber_name)
     own = frozenset(delivery_ids)  # a skip is news for these; for the ones taken while waiting, it is not
+    lane = "express" if express else ""
     coalescing = coalesce.enabled()
     if coalescing:
-        coalesce.started(sub.name)  # before reading what waits: see outbox/coalesce.py
+        coalesce.started(sub.name, lane)  # before reading what waits: see outbox/coalesce.py
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
     full = False
     try:
+        if express and conf.get("TAKE_WAITING"):
+            counts, full = _run_express(sub, own, context)
+            return dict(counts)
         if _dealing():
             counts, full = _run_in_turns(sub, own, context)
             return dict(counts)
@@ -78,33 +88,40 @@ def run_deliveries(
         if full and (coalescing or _dealing()):
             # A full batch: more may wait whose messages were coalesced into this one or, taken
             # in turns, that this message carried and other owners' work took the place of.
-            _follow_up(sub, coalescing)
+            _follow_up(sub, coalescing, lane)
 
 
 def _run_in_turns(sub: Subscriber, own: frozenset[int], context: dict[str, str]) -> tuple[Counter[str], bool]:
-    """The subscriber's waiting deliveries dealt in turns across owners (outbox/fairness.py), as
-    many as this process runs in about FAIR_SLICE_SECONDS, fresh work first.
-
-    A message that runs for seconds holds its worker process that long, and every other
-    owner's work for this subscriber, and for the subscribers sharing the process, waits
-    behind it. Kept to a slice, a burst is drained by a chain of follow-up messages, each
-    dealt anew, so work that arrives meanwhile is at most a slice or two from its turn.
-    Returns the counts, and whether the deal was full (so more may wait)."""
+    """Up to MESSAGE_BATCH_SIZE of the subscriber's waiting deliveries, dealt in turns across owners
+    (outbox/fairness.py), the message's own among them, fresh work first. Returns the counts,
+    and whether the deal was full (so more may wait)."""
     counts: Counter[str] = Counter()
-    size = fairness.slices.size(sub.name, conf.get("MESSAGE_BATCH_SIZE"))
+    size = conf.get("MESSAGE_BATCH_SIZE")
     taken: list[tuple[int, str]] = []
     try:
-        started = time.perf_counter()
         taken = fairness.dealt("deliveries", size, subscriber=sub.name)
         plan = fairness.plan(taken)
         for part in (plan.first, plan.rest):
             if part:
                 counts.update(_run_part(sub, part, context, own))
-        fairness.slices.ran(sub.name, len(taken), started)
         return counts, len(taken) >= size
     finally:
         if (passed_over := own - {i for i, _ in taken}) and (skipped := _skipped(sub, passed_over)):
             counts["skipped"] += skipped
+
+
+def _run_express(sub: Subscriber, own: frozenset[int], context: dict[str, str]) -> tuple[Counter[str], bool]:
+    """An express message (outbox/express.py): its own deliveries and the subscriber's other express
+    ones waiting, up to MESSAGE_BATCH_SIZE, in one batch. Returns the counts and whether it was full."""
+    size = conf.get("MESSAGE_BATCH_SIZE")
+    waiting = (
+        Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED, express=True)
+        .exclude(id__in=own)
+        .order_by("id")
+        .values_list("id", flat=True)[: max(0, size - len(own))]
+    )
+    taken = [*sorted(own), *waiting]
+    return _run_part(sub, taken, context, own), len(taken) >= size
 
 
 def _skipped(sub: Subscriber, passed_over: frozenset[int]) -> int:
@@ -135,16 +152,20 @@ def _run_part(
     return _run_grouped(sub, delivery_ids, context, own)
 
 
-def _follow_up(sub: Subscriber, coalescing: bool) -> None:
+def _follow_up(sub: Subscriber, coalescing: bool, lane: str) -> None:
     """This message filled its batch, so more may wait, whose messages were coalesced into this
-    one or that it passed over: send the subscriber a message for them (unless one is queued)."""
-    if coalescing and not coalesce.first_in_queue(sub.name):
+    one or that it passed over: send the subscriber a message for them (unless one is queued),
+    down the same lane."""
+    if coalescing and not coalesce.first_in_queue(sub.name, lane):
         return
     try:
-        sub.task.apply_async(args=[[]], queue=sub.queue)
+        if lane:
+            sub.task.apply_async(args=[[]], kwargs={"express": True}, queue=sub.express_queue)
+        else:
+            sub.task.apply_async(args=[[]], queue=sub.queue)
     except Exception:
         if coalescing:
-            coalesce.not_sent(sub.name)
+            coalesce.not_sent(sub.name, lane)
         logger.warning(
             "outbox: no follow-up message for %s; the sweeper takes the rest", sub.name, exc_info=True
         )

@@ -24,7 +24,9 @@ class BrokerRefused(Exception):
     """The broker answered a publish with a refusal (a RabbitMQ nack: a full queue, a policy)."""
 
 
-def publish_deliveries(pairs: Iterable[tuple[str, int]], *, coalesce: bool = False) -> int:
+def publish_deliveries(
+    pairs: Iterable[tuple[str, int]], *, coalesce: bool = False, express: bool = False
+) -> int:
     """Publish (subscriber, delivery id) pairs; returns the number of messages sent.
 
     Called only after the transaction that marked the deliveries dispatched has
@@ -40,6 +42,8 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]], *, coalesce: bool = Fal
     With `coalesce` (the relay's fan-out), a subscriber whose previous message still waits in
     the broker gets none: that one takes these deliveries with the others waiting
     (outbox/coalesce.py). Only when they fit in one message.
+
+    With `express`, the messages go to the subscribers' express queues (outbox/express.py).
     """
     by_subscriber: dict[str, list[int]] = defaultdict(list)
     for name, delivery_id in pairs:
@@ -61,17 +65,23 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]], *, coalesce: bool = Fal
                     len(ids),
                 )
                 continue
+            lane, queue = ("express", sub.express_queue) if express else ("", sub.queue)
             marked = coalesce and len(ids) <= size and coalescing.enabled()
-            if marked and not coalescing.first_in_queue(name):
+            if marked and not coalescing.first_in_queue(name, lane):
                 logger.debug("outbox: %d deliveries of %s join the message already queued", len(ids), name)
                 continue
             for start in range(0, len(ids), size):
                 chunk = ids[start : start + size]
                 try:
-                    sub.task.apply_async(args=[chunk], queue=sub.queue, producer=producer)
+                    sub.task.apply_async(
+                        args=[chunk],
+                        kwargs={"express": True} if express else {},
+                        queue=queue,
+                        producer=producer,
+                    )
                 except Exception as exc:
                     if marked:
-                        coalescing.not_sent(name)
+                        coalescing.not_sent(name, lane)
                     # A refusal is a nack, which kombu re-raises (after its publish retries) as
                     # an OperationalError; anything else means the broker is away.
                     if cause_matching(exc, lambda e: isinstance(e, MessageNacked)) is None:
@@ -81,7 +91,7 @@ def publish_deliveries(pairs: Iterable[tuple[str, int]], *, coalesce: bool = Fal
                         "dispatched and the sweeper re-publishes them after their lease: %s",
                         len(chunk),
                         name,
-                        sub.queue,
+                        queue,
                         chunk[:20],
                         extra={"delivery_ids": chunk, "subscriber": name},
                     )

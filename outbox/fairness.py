@@ -19,10 +19,8 @@ One query, bounded however large the backlog grows:
 - those candidates ordered by their turn (rank within their owner), then by age.
 
 A worker then runs what it was dealt fresh first (`plan`: the light owners' work, committed
-on its own, before the rest of a burst), and takes only as much as it runs in about
-FAIR_SLICE_SECONDS (`Slices`): a burst drains through a chain of short messages, each dealt
-anew, so work that arrives meanwhile waits for one short message, not for a hundred
-deliveries of somebody else's.
+on its own, before the rest of a burst). What arrives while a burst's batch runs does not wait
+for it: outbox/express.py sends it down a lane of its own.
 
 The candidates are read without locks; callers lock what they take with FOR UPDATE SKIP
 LOCKED and check its status again under the lock, as they did before, so every guarantee of
@@ -33,7 +31,6 @@ what one locked the other skips, and it takes the rest on its next claim.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -130,36 +127,3 @@ def plan(taken: Sequence[tuple[int, str]]) -> Plan:
         else:
             first.append(delivery_id)
     return Plan(sorted(first), sorted(rest))
-
-
-class Slices:
-    """How many deliveries a worker takes in one message: as many as it runs in about
-    FAIR_SLICE_SECONDS at the pace this process last ran the subscriber (seconds per delivery,
-    the message's overhead included), at most MESSAGE_BATCH_SIZE. Slow handlers and busy cores
-    make messages smaller, so the time another owner's work can wait behind one stays about
-    the same. 0 turns this off (MESSAGE_BATCH_SIZE a message).
-    """
-
-    SMALLEST = 5  # below this the per-message overhead (a task, a deal, a claim, a commit) dominates
-
-    def __init__(self) -> None:
-        self._pace: dict[str, float] = {}
-
-    def size(self, subscriber: str, available: int) -> int:
-        budget = conf.get("FAIR_SLICE_SECONDS")
-        if budget <= 0:
-            return available
-        pace = self._pace.get(subscriber)
-        wanted = available if not pace else int(budget / pace)
-        return max(1, min(available, max(self.SMALLEST, wanted)))
-
-    def ran(self, subscriber: str, count: int, started: float) -> None:
-        """Record that a message of `count` deliveries ran since `started` (time.perf_counter())."""
-        if count <= 0:
-            return
-        pace = (time.perf_counter() - started) / count
-        before = self._pace.get(subscriber)
-        self._pace[subscriber] = pace if before is None else 0.5 * before + 0.5 * pace
-
-
-slices = Slices()

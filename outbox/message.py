@@ -25,7 +25,9 @@ from .errors import cause_matching, is_infrastructure_fault
 logger = logging.getLogger("outbox.delivery")  # one logger name for a delivery's whole story
 
 
-def run_message(task: CeleryTask, subscriber_name: str, delivery_ids: Sequence[int]) -> dict[str, int]:
+def run_message(
+    task: CeleryTask, subscriber_name: str, delivery_ids: Sequence[int], *, express: bool = False
+) -> dict[str, int]:
     """The body of a subscriber's Celery task: run the deliveries, or send the message again
     later when the database or broker is away."""
     try:
@@ -34,6 +36,7 @@ def run_message(task: CeleryTask, subscriber_name: str, delivery_ids: Sequence[i
             delivery_ids,
             celery_task_id=task.request.id or "",
             worker=task.request.hostname or "",
+            express=express,
         )
     except Exception as exc:
         if cause_matching(exc, is_infrastructure_fault) is None:

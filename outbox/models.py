@@ -79,6 +79,9 @@ class Delivery(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     owner_key = models.CharField(max_length=64, blank=True, default="")  # the event's, copied
+    # Sent to the subscriber's express queue (outbox/express.py): a light owner's delivery
+    # during a burst. The express worker takes these; any worker of the subscriber may.
+    express = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-id"]
@@ -102,6 +105,12 @@ class Delivery(models.Model):
                 fields=["subscriber", "owner_key", "id"],
                 name="outbox_delivery_waiting",
                 condition=Q(status="dispatched"),
+            ),
+            # The express worker's: the express deliveries still waiting.
+            models.Index(
+                fields=["subscriber", "id"],
+                name="outbox_delivery_express",
+                condition=Q(status="dispatched", express=True),
             ),
         ]
 

@@ -82,6 +82,11 @@ class Subscriber:
     # that record their own progress (a push per device) so a retry skips it.
     atomic: bool = True
 
+    @property
+    def express_queue(self) -> str:
+        """Where a light owner's deliveries go during a burst (outbox/express.py)."""
+        return f"{self.queue}.express"
+
 
 _subscribers: dict[str, Subscriber] = {}
 
@@ -130,8 +135,8 @@ def _make_task(subscriber_name: str, task_name: str) -> CeleryTask:
     # Imported here: the delivery module needs the registry, not the other way round.
     from .message import run_message
 
-    def deliver(self: CeleryTask, delivery_ids: list[int]) -> dict[str, int]:
-        return run_message(self, subscriber_name, delivery_ids)
+    def deliver(self: CeleryTask, delivery_ids: list[int], express: bool = False) -> dict[str, int]:
+        return run_message(self, subscriber_name, delivery_ids, express=express)
 
     deliver.__name__ = task_name.rsplit(".", 1)[-1]
     return shared_task(
@@ -166,4 +171,5 @@ def for_event(event_type: str) -> list[Subscriber]:
 
 
 def queues() -> list[str]:
-    return sorted({s.queue for s in _subscribers.values()})
+    """Every subscriber's queue and its express queue."""
+    return sorted({q for s in _subscribers.values() for q in (s.queue, s.express_queue)})

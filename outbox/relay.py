@@ -24,7 +24,7 @@ from collections import Counter
 from django.db import transaction
 from django.utils import timezone
 
-from . import conf, fairness, registry, telemetry
+from . import conf, express, fairness, registry, telemetry
 from .dispatch import publish_deliveries
 from .models import Delivery, OutboxEvent
 
@@ -40,23 +40,28 @@ def relay_once(batch_size: int | None = None) -> int:
         if not claimed:
             return 0
         events = [(event_id, event_type, trace) for event_id, event_type, trace, _ in claimed]
-        deliveries = Delivery.objects.bulk_create(
-            [
-                Delivery(
-                    event_id=event_id,
-                    subscriber=sub.name,
-                    dispatched_at=now,
-                    created_at=now,
-                    owner_key=owner_key,
-                )
-                for event_id, event_type, _, owner_key in claimed
-                for sub in registry.for_event(event_type)
-            ]
-        )
+        deliveries = [
+            Delivery(
+                event_id=event_id,
+                subscriber=sub.name,
+                dispatched_at=now,
+                created_at=now,
+                owner_key=owner_key,
+            )
+            for event_id, event_type, _, owner_key in claimed
+            for sub in registry.for_event(event_type)
+        ]
+        express.mark(deliveries)  # during a burst, light owners' work takes the express lane
+        Delivery.objects.bulk_create(deliveries)
         OutboxEvent.objects.filter(id__in=[event_id for event_id, _, _ in events]).update(
             status=OutboxEvent.Status.DISPATCHED, dispatched_at=now
         )
     messages = publish_deliveries(((d.subscriber, d.id) for d in deliveries), coalesce=True)
+    if any(d.express for d in deliveries):
+        # As well: the express lane is a shortcut, its deliveries are the subscriber's like any.
+        messages += publish_deliveries(
+            ((d.subscriber, d.id) for d in deliveries if d.express), coalesce=True, express=True
+        )
     telemetry.relayed(events, Counter(d.event_id for d in deliveries), now, timezone.now())
     logger.info(
         "outbox relay: %d events -> %d deliveries in %d messages (events %d..%d)",

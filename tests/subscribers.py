@@ -102,4 +102,5 @@ def lost(event: Event) -> None:
 
 # What the default test worker consumes. `slow` and `lost` are left out: the tests
 # that use them give their queue a worker of its own, at the moment they choose.
-TEST_QUEUES = ["test_broken", "test_flaky", "test_recorder", "test_second", "test_transient"]
+_DEFAULT_QUEUES = ("test_broken", "test_flaky", "test_recorder", "test_second", "test_transient")
+TEST_QUEUES = [q for name in _DEFAULT_QUEUES for q in (name, f"{name}.express")]  # and their express lanes

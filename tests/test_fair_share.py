@@ -23,8 +23,6 @@ from .testapp.models import Effect
 
 NAME = "fair_batch"
 FAST = RetryPolicy(max_retries=3, backoff=0.05, backoff_max=0.1, jitter=False)
-# Called by the test subscriber's batch handler after each batch (something that happens meanwhile).
-after_batch: list[Callable[[], None]] = []
 
 
 def pending(owner: str, n: int) -> list[OutboxEvent]:
@@ -64,29 +62,25 @@ def batches() -> Iterator[list[list[Event]]]:
     def batch(events: Sequence[Event]) -> None:
         seen.append(list(events))
         Effect.objects.bulk_create([Effect(subscriber=NAME, event_id=e.id) for e in events])
-        for hook in after_batch:
-            hook()
 
     subscriber(NAME, events=["task.completed"], retry=FAST, task_name=f"tests.{NAME}", batch_handler=batch)(
         one
     )
     with test_registry.only(NAME):
         yield seen
-    after_batch.clear()
     test_registry.unregister(NAME)
 
 
 @pytest.fixture
 def follow_ups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     sent: list[str] = []
-    monkeypatch.setattr(delivery, "_follow_up", lambda sub, coalescing: sent.append(sub.name))
+    monkeypatch.setattr(delivery, "_follow_up", lambda sub, coalescing, lane: sent.append(sub.name + lane))
     return sent
 
 
 @pytest.fixture
-def fair(settings, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
-    """Fair share on (or off with switch(False)), with a slicer that has measured nothing yet."""
-    monkeypatch.setattr(fairness, "slices", fairness.Slices())
+def fair(settings) -> Callable[[bool], None]:
+    """Fair share on (or off with switch(False)), the relay run by the test (no kicks)."""
 
     def switch(on: bool) -> None:
         settings.OUTBOX = {**settings.OUTBOX, "FAIR_SHARE": on, "KICK": False}
@@ -186,9 +180,10 @@ def test_two_relays_dealing_in_turns_never_dispatch_an_event_twice(
     published: list[tuple[str, int]] = []
     lock = threading.Lock()
 
-    def record(pairs, **options) -> int:
-        with lock:
-            published.extend(pairs)
+    def record(pairs, *, express: bool = False, **options) -> int:
+        if not express:  # the express lane's copies are counted by tests/test_express_lane.py
+            with lock:
+                published.extend(pairs)
         return 0
 
     monkeypatch.setattr(relay, "publish_deliveries", record)
@@ -239,48 +234,11 @@ def test_a_burst_by_one_owner_does_not_delay_another_owners_delivery_in_a_worker
         # wait for the ninety-eight others of ann's that follow it in the same message.
         assert bob.status == "succeeded"
         assert [e.payload["user_id"] for e in batches[0]] == ["ann", "bob"]
-        assert sum(len(batch) for batch in batches) == 100  # ann's rest, in slices
+        assert [len(batch) for batch in batches] == [2, 98]
         assert follow_ups == [NAME]  # ann's last 200 have a message
     else:
         assert bob.status == "dispatched"
         assert [len(batch) for batch in batches] == [100]
-
-
-@pytest.mark.django_db
-def test_one_owners_batch_runs_whole_without_slices(fair, settings, batches, follow_ups) -> None:
-    settings.OUTBOX = {**settings.OUTBOX, "FAIR_SLICE_SECONDS": 0}
-    ann = waiting("ann", 150)
-    assert run_deliveries(NAME, [ann[0].id]) == {"succeeded": 100}
-    assert [len(batch) for batch in batches] == [100]
-    assert follow_ups == [NAME]
-
-
-@pytest.mark.django_db
-def test_a_burst_runs_in_slices_and_work_that_arrives_meanwhile_goes_first(
-    fair, settings, batches, follow_ups
-) -> None:
-    settings.OUTBOX = {**settings.OUTBOX, "FAIR_SLICE_SECONDS": 1.0}
-    fairness.slices._pace[NAME] = 0.1  # this process runs 10 deliveries of it a second
-    ann = waiting("ann", 300)
-    arrived: list[Delivery] = []
-
-    def bob_completes_meanwhile() -> None:
-        if not arrived:  # while ann's first slice runs, bob completes a task
-            arrived.extend(waiting("bob", 1))
-
-    after_batch.append(bob_completes_meanwhile)
-    # A slice: 10 of ann's, then a follow-up message (the rest of the burst waits for it).
-    assert run_deliveries(NAME, [ann[0].id]) == {"succeeded": 10}
-    assert follow_ups == [NAME]
-    assert [len(batch) for batch in batches] == [10]
-    # The follow-up is dealt anew: bob's delivery goes first, in a batch with ann's oldest.
-    batches.clear()
-    fairness.slices._pace[NAME] = 0.1
-    assert run_deliveries(NAME, []) == {"succeeded": 10}
-    assert [e.payload["user_id"] for e in batches[0]] == ["ann", "bob"]
-    assert Delivery.objects.get(pk=arrived[0].pk).status == "succeeded"
-    assert Delivery.objects.filter(owner_key="ann", status="dispatched").count() == 300 - 19
-    assert len(ann) == 300
 
 
 def test_fresh_work_goes_in_a_first_part_as_many_turns_as_the_others_have() -> None:
@@ -290,19 +248,6 @@ def test_fresh_work_goes_in_a_first_part_as_many_turns_as_the_others_have() -> N
     # Steady traffic, one each: all first. One owner alone: all rest.
     assert fairness.plan([(1, "a"), (2, "b")]).rest == []
     assert fairness.plan([(1, "a"), (2, "a")]) == fairness.Plan([], [1, 2])
-
-
-def test_slices_last_about_the_configured_time(settings) -> None:
-    settings.OUTBOX = {**settings.OUTBOX, "FAIR_SLICE_SECONDS": 0.1}
-    slices = fairness.Slices()
-    assert slices.size("s", 100) == 100  # nothing measured yet: a full batch
-    slices._pace["s"] = 0.004  # 4 ms a delivery: 25 in 0.1 s
-    assert slices.size("s", 100) == 25
-    assert slices.size("s", 7) == 7
-    slices._pace["s"] = 0.1  # slow handlers: never below the smallest slice
-    assert slices.size("s", 100) == fairness.Slices.SMALLEST
-    settings.OUTBOX = {**settings.OUTBOX, "FAIR_SLICE_SECONDS": 0}
-    assert slices.size("s", 100) == 100
 
 
 @pytest.mark.django_db

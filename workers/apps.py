@@ -11,8 +11,9 @@ class WorkersConfig(AppConfig):
     def ready(self) -> None:
         # Importing a subscriber module registers it (and its Celery task) with the outbox;
         # importing pluggables registers the system check on the push backend, story
-        # writer, vector store and embedding runtime settings.
-        from . import audit, pluggables  # noqa: F401
+        # writer, vector store and embedding runtime settings; warm, the express workers'
+        # model loading at start.
+        from . import audit, pluggables, warm  # noqa: F401
         from .memory import handler as memory  # noqa: F401
         from .notifications import handler as notifications  # noqa: F401
         from .progress import handler as progress  # noqa: F401

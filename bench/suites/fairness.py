@@ -1,8 +1,9 @@
 """The fairness suite: one user's burst against another user's steady completions.
 
-User A completes 20,000 tasks (2,000 quick) as fast as WRITERS unpaced threads can write them,
-while user B completes at a steady 5/s from A's first write until A's last delivery has
-succeeded; all four real subscribers on the Procfile's workers. Reported:
+User A completes 20,000 tasks (2,000 quick) of one project (an import) as fast as WRITERS
+unpaced threads can write them, while user B (projects of 20 tasks) completes at a steady 5/s
+from A's first write until A's last delivery has succeeded; all four real subscribers on the
+Procfile's workers. Reported:
 - B's end-to-end p50 and p99 during A's burst, with fair share (the default) and with it off
   (oldest first, the design before it), against B alone at 5/s (the same workers, nothing
   else running) in the same run. Targets: with fair share, p99 <= 1 s and <= 3x B alone;
@@ -35,6 +36,8 @@ from .latency import completion_latencies
 
 WRITERS = 4  # A's threads: as in the sustained suite, one alone cannot saturate the service
 B_RATE = 5.0
+# B is an ordinary user, whose projects hold a few dozen tasks; A imports into one project.
+B_PROJECT = 20
 P99_LIMIT_S = 1.0
 P99_VS_ALONE = 3.0
 DRAIN_VS_TODAY = 1.2
@@ -51,10 +54,16 @@ def user(name: str) -> Any:
     return get_user_model().objects.get_or_create(username=name)[0]
 
 
-def open_tasks(owner: Any, count: int, label: str) -> list[Task]:
-    project = Project.objects.create(owner=owner, title=f"fairness {label}")
+def open_tasks(owner: Any, count: int, label: str, per_project: int) -> list[Task]:
+    """`count` open tasks of `owner`, `per_project` to a project."""
+    projects = Project.objects.bulk_create(
+        [Project(owner=owner, title=f"fairness {label} {i}") for i in range(-(-count // per_project))]
+    )
     return Task.objects.bulk_create(
-        [Task(owner=owner, project=project, title=f"{label} {i}: chapter {i % 43}") for i in range(count)]
+        [
+            Task(owner=owner, project=projects[i // per_project], title=f"{label} {i}: chapter {i % 43}")
+            for i in range(count)
+        ]
     )
 
 
@@ -69,7 +78,7 @@ def owners_latencies(owner: Any, since: int) -> dict[int, float]:
 
 def b_alone(b: Any, seconds: float) -> dict[int, float]:
     since = last_event_id()
-    for task in paced(open_tasks(b, int(B_RATE * seconds), "alone"), B_RATE):
+    for task in paced(open_tasks(b, int(B_RATE * seconds), "alone", B_PROJECT), B_RATE):
         services.complete_task(task, by=b)
     wait_settled(120)
     return owners_latencies(b, since)
@@ -77,7 +86,7 @@ def b_alone(b: Any, seconds: float) -> dict[int, float]:
 
 def burst(a: Any, b: Any, count: int) -> Burst:
     """A's `count` completions as fast as they go, B's at 5/s until A's have all been delivered."""
-    a_tasks, b_tasks = open_tasks(a, count, "burst"), open_tasks(b, 5_000, "steady")
+    a_tasks, b_tasks = open_tasks(a, count, "burst", count), open_tasks(b, 5_000, "steady", B_PROJECT)
     since = last_event_id()
     a_done = threading.Event()
 

@@ -25,8 +25,8 @@ from tasks_app.models import Goal, Project, Task
 from ..models import ProgressSnapshot
 from .figures import (
     ProjectFigures,
+    Timeline,
     UserFigures,
-    figures_from,
     finish_from,
     mean_percent,
     pace_window_start,
@@ -75,7 +75,8 @@ def update_progress_many(events: Sequence[Event]) -> None:
     rows = _task_rows([*projects, *(str(p.pk) for p in siblings)])
     recent = _recent_counts(rows, projects)
 
-    figures = {pk: figures_from(rows[pk]) for pk in [*projects, *(str(p.pk) for p in siblings)]}
+    timelines = {pk: Timeline(rows[pk]) for pk in [*projects, *(str(p.pk) for p in siblings)]}
+    figures = {pk: timeline.figures() for pk, timeline in timelines.items()}
     now = timezone.now()
     for project in projects.values():
         set_project_percent(project, figures[str(project.pk)].percent, now)
@@ -101,7 +102,7 @@ def update_progress_many(events: Sequence[Event]) -> None:
                 project,
                 event_id,
                 figures[project_id],
-                figures_from(rows[project_id], moment),
+                timelines[project_id].figures(moment),
                 goals.get(str(project.goal_id)),
                 users[project.owner_id],
                 recent[project_id],

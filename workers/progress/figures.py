@@ -6,11 +6,13 @@ and the API all read these; nothing here writes.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from statistics import mean
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -54,13 +56,31 @@ def figures_from(
     rows: list[tuple[datetime | None, int | None]], as_of: datetime | None = None
 ) -> ProjectFigures:
     """project_figures() over (completed_at, estimate) rows already read."""
-    estimates = [e for _, e in rows if e]
-    default_weight = mean(estimates) if estimates else 1
-    done_rows = [(c, e) for c, e in rows if c is not None and (as_of is None or c <= as_of)]
-    total = sum(e or default_weight for _, e in rows)
-    done = sum(e or default_weight for _, e in done_rows)
-    percent = Decimal(100 * done / total).quantize(Decimal("0.01")) if total else Decimal(0)
-    return ProjectFigures(percent=percent, tasks_done=len(done_rows), tasks_total=len(rows))
+    return Timeline(rows).figures(as_of)
+
+
+class Timeline:
+    """A project's tasks, read once, for its figures as of any moment.
+
+    Batches ask for one project's figures as of each of their events' moments: a scan of the
+    rows per moment made a batch of 100 completions in a project of 20,000 tasks two million
+    steps (seconds of CPU, in progress and in story). Sorted once, each moment is a binary
+    search and a look-up of the weight done by then."""
+
+    def __init__(self, rows: list[tuple[datetime | None, int | None]]) -> None:
+        estimates = [e for _, e in rows if e]
+        default_weight = mean(estimates) if estimates else 1
+        self.count = len(rows)
+        self.total = sum(e or default_weight for _, e in rows)
+        done = sorted((c, e or default_weight) for c, e in rows if c is not None)
+        self.moments = [c for c, _ in done]
+        self.done_weight = list(accumulate(w for _, w in done))  # by the i-th completion, in order
+
+    def figures(self, as_of: datetime | None = None) -> ProjectFigures:
+        done = len(self.moments) if as_of is None else bisect_right(self.moments, as_of)
+        weight = self.done_weight[done - 1] if done else 0
+        percent = Decimal(100 * weight / self.total).quantize(Decimal("0.01")) if self.total else Decimal(0)
+        return ProjectFigures(percent=percent, tasks_done=done, tasks_total=self.count)
 
 
 def figures_at_completion(tasks: Iterable[Task]) -> dict[object, ProjectFigures]:
@@ -74,7 +94,11 @@ def figures_at_completion(tasks: Iterable[Task]) -> dict[object, ProjectFigures]
     )
     for project_id, completed_at, estimate in project_rows:
         rows[project_id].append((completed_at, estimate))
-    return {t.pk: figures_from(rows[t.project_id], as_of=t.completed_at) for t in tasks}
+    timelines = {project_id: Timeline(project) for project_id, project in rows.items()}
+    return {
+        t.pk: (timelines[t.project_id] if t.project_id in timelines else Timeline([])).figures(t.completed_at)
+        for t in tasks
+    }
 
 
 def goal_percent(goal: Goal) -> Decimal:

@@ -1,4 +1,5 @@
-"""Owner keys on events and deliveries, for taking waiting work in turns across owners.
+"""Owner keys on events and deliveries, for taking waiting work in turns across owners, and the
+express lane's mark on deliveries.
 
 Rows still waiting (pending events, deliveries dispatched or due a retry) get their owner
 from the payload, so the first fair claims after the upgrade already see who owns them;
@@ -42,6 +43,11 @@ class Migration(migrations.Migration):
             name="owner_key",
             field=models.CharField(blank=True, default="", max_length=64),
         ),
+        migrations.AddField(
+            model_name="delivery",
+            name="express",
+            field=models.BooleanField(default=False),
+        ),
         migrations.RunPython(backfill, migrations.RunPython.noop, elidable=True),
         migrations.AddIndex(
             model_name="outboxevent",
@@ -57,6 +63,14 @@ class Migration(migrations.Migration):
                 condition=models.Q(("status", "dispatched")),
                 fields=["subscriber", "owner_key", "id"],
                 name="outbox_delivery_waiting",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("status", "dispatched"), ("express", True)),
+                fields=["subscriber", "id"],
+                name="outbox_delivery_express",
             ),
         ),
     ]
