@@ -36,7 +36,8 @@ SELECT s.name FROM unnest(%(subscribers)s::text[]) AS s(name)
 WHERE (
     SELECT count(*) FROM (
         SELECT 1 FROM outbox_delivery
-        WHERE status = 'dispatched' AND subscriber = s.name
+        WHERE status = 'dispatched' AND subscriber >= s.name AND subscriber <= s.name
+        ORDER BY subscriber, owner_key, id  -- off the partial index of waiting deliveries
         LIMIT %(backlog)s + 1
     ) AS waiting
 ) > %(backlog)s
@@ -48,7 +49,9 @@ SELECT p.subscriber, p.owner_key
 FROM unnest(%(subscribers)s::text[], %(owners)s::text[], %(rooms)s::int[]) AS p(subscriber, owner_key, room)
 WHERE EXISTS (
     SELECT 1 FROM outbox_delivery
-    WHERE status = 'dispatched' AND subscriber = p.subscriber AND owner_key = p.owner_key
+    WHERE status = 'dispatched' AND subscriber = p.subscriber
+        AND owner_key >= p.owner_key AND owner_key <= p.owner_key  -- a range: see fairness._DEALT
+    ORDER BY subscriber, owner_key, id
     OFFSET p.room LIMIT 1
 )
 """

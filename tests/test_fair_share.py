@@ -233,21 +233,20 @@ def test_a_burst_by_one_owner_does_not_delay_another_owners_delivery_in_a_worker
         # Bob's delivery is done, in a first batch of its own with ann's oldest: it did not
         # wait for the ninety-eight others of ann's that follow it in the same message.
         assert bob.status == "succeeded"
-        assert [e.payload["user_id"] for e in batches[0]] == ["ann", "bob"]
-        assert [len(batch) for batch in batches] == [2, 98]
+        assert [e.payload["user_id"] for e in batches[0]] == ["bob"]
+        assert [len(batch) for batch in batches] == [1, 99]
         assert follow_ups == [NAME]  # ann's last 200 have a message
     else:
         assert bob.status == "dispatched"
         assert [len(batch) for batch in batches] == [100]
 
 
-def test_fresh_work_goes_in_a_first_part_as_many_turns_as_the_others_have() -> None:
+def test_fresh_work_goes_in_a_first_part_of_its_own() -> None:
     taken = [(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "a"), (6, "b"), (7, "a"), (8, "a")]
-    plan = fairness.plan(taken)
-    assert plan == fairness.Plan(first=[1, 2, 3, 4, 6], rest=[5, 7, 8])
-    # Steady traffic, one each: all first. One owner alone: all rest.
-    assert fairness.plan([(1, "a"), (2, "b")]).rest == []
+    assert fairness.plan(taken) == fairness.Plan(first=[2, 4, 6], rest=[1, 3, 5, 7, 8])
+    # One owner alone: one batch.
     assert fairness.plan([(1, "a"), (2, "a")]) == fairness.Plan([], [1, 2])
+    assert fairness.plan([]) == fairness.Plan([], [])
 
 
 @pytest.mark.django_db
