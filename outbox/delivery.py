@@ -10,7 +10,9 @@ For each delivery id in a message it:
   or not at all (a worker killed mid-handler leaves nothing half-done);
 - takes, along with the message's own deliveries, others of the same subscriber that
   are dispatched and waiting (up to MESSAGE_BATCH_SIZE), so the batch grows with the
-  subscriber's backlog even when every message carries one delivery;
+  subscriber's backlog even when every message carries one delivery. With FAIR_SHARE they
+  are dealt in turns across owners (outbox/fairness.py) and the light owners' run first, in
+  a batch of their own; an express message (outbox/express.py) takes only express ones;
 - under load, when a message carries many deliveries, runs several of them in one
   transaction (a savepoint each, so one failure stays its own), committing every
   GROUP_COMMIT_SECONDS: one claim, one success update and one commit per group
@@ -99,7 +101,16 @@ def _run_in_turns(sub: Subscriber, own: frozenset[int], context: dict[str, str])
     size = conf.get("MESSAGE_BATCH_SIZE")
     taken: list[tuple[int, str]] = []
     try:
-        taken = fairness.dealt("deliveries", size, subscriber=sub.name)
+        dealt = fairness.dealt("deliveries", size, subscriber=sub.name)
+        taken = (
+            dealt
+            if dealt is not None  # else one owner waiting: its oldest
+            else list(
+                Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED)
+                .order_by("id")
+                .values_list("id", "owner_key")[:size]
+            )
+        )
         plan = fairness.plan(taken)
         for part in (plan.first, plan.rest):
             if part:

@@ -95,17 +95,20 @@ def owner_of(payload: Mapping[str, Any]) -> str:
     return "" if value is None else str(value)[:64]
 
 
-def dealt(kind: str, limit: int, **params: Any) -> list[tuple[int, str]]:
+def dealt(kind: str, limit: int, **params: Any) -> list[tuple[int, str]] | None:
     """Up to `limit` waiting `kind` rows ("events", or "deliveries" of `subscriber`) as (id,
-    owner key), in turns across owners. Unlocked: the caller claims them with SKIP LOCKED."""
+    owner key), in turns across owners. Unlocked: the caller claims them with SKIP LOCKED.
+
+    None when at most one owner has anything waiting: oldest first is then the same deal, and
+    the caller's own oldest-first claim (one statement) is cheaper than dealing."""
     if limit <= 0:
         return []
     table, waiting = _WAITING[kind]
     with connection.cursor() as cursor:
         cursor.execute(_OWNERS.format(table=table, waiting=waiting), {**params, "limit": limit})
         owners = [row[0] for row in cursor.fetchall()]
-        if not owners:
-            return []
+        if len(owners) <= 1:
+            return None
         cursor.execute(
             _DEALT.format(table=table, waiting=waiting),
             {**params, "owners": owners, "share": -(-limit // len(owners)), "limit": limit},

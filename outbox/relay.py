@@ -82,10 +82,10 @@ def _claim(batch_size: int) -> list[tuple[int, str, dict, str]]:
     """Lock up to `batch_size` pending events: in turns across owners (outbox/fairness.py), or
     oldest first with FAIR_SHARE off. (id, type, trace context, owner key), in id order."""
     pending = OutboxEvent.objects.filter(status=OutboxEvent.Status.PENDING)
-    if fairness.enabled():
+    if fairness.enabled() and (dealt := fairness.dealt("events", batch_size)) is not None:
         # The lock and the status check under it are what make the claim safe; the dealt ids
         # only choose which rows to try (another relay may hold or have taken some).
-        pending = pending.filter(id__in=[i for i, _ in fairness.dealt("events", batch_size)])
+        pending = pending.filter(id__in=[i for i, _ in dealt])
     return list(
         pending.order_by("id")
         .select_for_update(skip_locked=True)

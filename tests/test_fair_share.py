@@ -139,6 +139,15 @@ def test_waiting_events_are_dealt_in_turns_oldest_owner_first() -> None:
 
 
 @pytest.mark.django_db
+def test_one_owner_waiting_is_left_to_the_callers_oldest_first_claim() -> None:
+    assert fairness.dealt("events", 10) is None  # nothing waiting
+    pending("ann", 5)
+    assert fairness.dealt("events", 10) is None  # ann alone: oldest first is the same deal
+    pending("bob", 1)
+    assert fairness.dealt("events", 10) is not None
+
+
+@pytest.mark.django_db
 def test_more_owners_than_the_batch_still_move_oldest_first() -> None:
     # Past `limit` owners the skip scan stops; the oldest-first lane keeps the rest moving.
     owners = [f"user-{i:03d}" for i in range(30)]
