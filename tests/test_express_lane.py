@@ -7,45 +7,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.utils import timezone
 
 from outbox import relay
 from outbox.delivery import run_deliveries
 from outbox.models import Delivery, OutboxEvent
 
 from .conftest import settle
+from .deliveries import owned_pending, owned_waiting
 from .testapp.models import Effect
 
 pytestmark = pytest.mark.django_db
 
 
 def pending(owner: str, n: int) -> list[OutboxEvent]:
-    return OutboxEvent.objects.bulk_create(
-        [
-            OutboxEvent(
-                type="task.completed",
-                aggregate_type="tasks_app.task",
-                aggregate_id=f"{owner}-{i}",
-                payload={"version": 1, "user_id": owner, "task_id": f"{owner}-{i}"},
-                owner_key=owner,
-            )
-            for i in range(n)
-        ]
-    )
+    return owned_pending(owner, n)
 
 
-def waiting(owner: str, n: int, subscriber: str = "recorder", express: bool = False) -> list[Delivery]:
-    """`n` of `owner`'s deliveries as the relay leaves them: dispatched (a backlog, when many)."""
-    events = pending(owner, n)
-    OutboxEvent.objects.filter(id__in=[e.id for e in events]).update(status="dispatched")
-    return Delivery.objects.bulk_create(
-        [
-            Delivery(
-                event=e, subscriber=subscriber, dispatched_at=timezone.now(), owner_key=owner, express=express
-            )
-            for e in events
-        ]
-    )
+def waiting(owner: str, n: int, express: bool = False) -> list[Delivery]:
+    """A backlog, when many: `owner`'s deliveries for `recorder`, dispatched."""
+    return owned_waiting(owner, n, "recorder", express=express)
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from outbox import delivery, fairness, relay
 from outbox.delivery import run_deliveries
@@ -18,6 +17,8 @@ from outbox.publish import publish
 from outbox.registry import RetryPolicy, subscriber
 
 from . import registry as test_registry
+from .concurrently import concurrently
+from .deliveries import owned_pending, owned_waiting
 from .factories import TaskFactory, UserFactory
 from .testapp.models import Effect
 
@@ -26,28 +27,11 @@ FAST = RetryPolicy(max_retries=3, backoff=0.05, backoff_max=0.1, jitter=False)
 
 
 def pending(owner: str, n: int) -> list[OutboxEvent]:
-    """`n` pending task.completed events of `owner`, in one insert (ids in order)."""
-    return OutboxEvent.objects.bulk_create(
-        [
-            OutboxEvent(
-                type="task.completed",
-                aggregate_type="tasks_app.task",
-                aggregate_id=f"{owner}-{i}",
-                payload={"version": 1, "user_id": owner, "task_id": f"{owner}-{i}"},
-                owner_key=owner,
-            )
-            for i in range(n)
-        ]
-    )
+    return owned_pending(owner, n)
 
 
-def waiting(owner: str, n: int, name: str = NAME) -> list[Delivery]:
-    """`n` events of `owner` as the relay leaves them: dispatched, with a delivery each for `name`."""
-    events = pending(owner, n)
-    OutboxEvent.objects.filter(id__in=[e.id for e in events]).update(status="dispatched")
-    return Delivery.objects.bulk_create(
-        [Delivery(event=e, subscriber=name, dispatched_at=timezone.now(), owner_key=owner) for e in events]
-    )
+def waiting(owner: str, n: int) -> list[Delivery]:
+    return owned_waiting(owner, n, NAME)
 
 
 @pytest.fixture
@@ -196,26 +180,12 @@ def test_two_relays_dealing_in_turns_never_dispatch_an_event_twice(
         return 0
 
     monkeypatch.setattr(relay, "publish_deliveries", record)
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
-    def run() -> None:
-        try:
-            start.wait()
-            for _ in range(200):  # a claim may come back short while the other relay holds rows
-                relay.relay_once(batch_size=7)
-                if not OutboxEvent.objects.filter(status="pending").exists():
-                    return
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def relay_some() -> bool:  # a claim may come back short while the other relay holds rows
+        relay.relay_once(batch_size=7)
+        return not OutboxEvent.objects.filter(status="pending").exists()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = concurrently(relay_some)
     assert errors == []
     assert len(published) == 600
     assert len(set(published)) == 600
@@ -291,26 +261,12 @@ def test_a_duplicate_message_for_done_deliveries_reports_them_skipped(fair, batc
 def test_two_workers_dealing_the_same_backlog_run_each_delivery_once(fair, batches, follow_ups) -> None:
     for owner, n in (("ann", 250), ("bob", 40), ("cy", 10)):
         waiting(owner, n)
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
-    def work() -> None:
-        try:
-            start.wait()
-            for _ in range(50):
-                run_deliveries(NAME, [])
-                if not Delivery.objects.filter(status="dispatched").exists():
-                    return
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def work_some() -> bool:
+        run_deliveries(NAME, [])
+        return not Delivery.objects.filter(status="dispatched").exists()
 
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = concurrently(work_some, rounds=50)
     assert errors == []
     assert Delivery.objects.filter(status="succeeded").count() == 300
     assert Effect.objects.count() == 300

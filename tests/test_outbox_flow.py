@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from redis import Redis
 from rest_framework.test import APIClient
 
@@ -20,6 +20,7 @@ from tasks_app import services as task_services
 
 from . import subscribers as test_subscribers
 from .brokers import BrokerUnderTest
+from .concurrently import concurrently
 from .conftest import client_for, settle
 from .factories import TaskFactory, UserFactory
 from .testapp.models import Effect
@@ -255,24 +256,7 @@ def test_two_relays_at_once_never_dispatch_an_event_twice(use_subscribers, owner
         return 0
 
     monkeypatch.setattr(relay, "publish_deliveries", record)
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def run() -> None:
-        try:
-            start.wait()
-            while relay.relay_once(batch_size=7):
-                pass
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = concurrently(lambda: relay.relay_once(batch_size=7) == 0, rounds=1000)
     assert errors == []
     assert len(published) == 600
     assert len(set(published)) == 600
