@@ -75,19 +75,20 @@ def run_deliveries(
     if coalescing:
         coalesce.started(sub.name, lane)  # before reading what waits: see outbox/coalesce.py
     context = {"celery_task_id": celery_task_id[:64], "worker": worker[:200]}
+    dealing = fairness.enabled() and conf.get("TAKE_WAITING")
     full = False
     try:
         if express and conf.get("TAKE_WAITING"):
             counts, full = _run_express(sub, own, context)
             return dict(counts)
-        if _dealing():
+        if dealing:
             counts, full = _run_in_turns(sub, own, context)
             return dict(counts)
         taken = _with_waiting(sub, delivery_ids)
         full = len(taken) >= conf.get("MESSAGE_BATCH_SIZE")
         return dict(_run_part(sub, taken, context, own))
     finally:
-        if full and (coalescing or _dealing()):
+        if full and (coalescing or dealing):
             # A full batch: more may wait whose messages were coalesced into this one or, taken
             # in turns, that this message carried and other owners' work took the place of.
             _follow_up(sub, coalescing, lane)
@@ -102,15 +103,8 @@ def _run_in_turns(sub: Subscriber, own: frozenset[int], context: dict[str, str])
     taken: list[tuple[int, str]] = []
     try:
         dealt = fairness.dealt("deliveries", size, subscriber=sub.name)
-        taken = (
-            dealt
-            if dealt is not None  # else one owner waiting: its oldest
-            else list(
-                Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED)
-                .order_by("id")
-                .values_list("id", "owner_key")[:size]
-            )
-        )
+        # None: one owner waiting, so its oldest (the owner's name is not needed to plan them).
+        taken = dealt if dealt is not None else [(i, "") for i in _with_waiting(sub, [])]
         plan = fairness.plan(taken)
         for part in (plan.first, plan.rest):
             if part:
@@ -202,10 +196,6 @@ def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
         .values_list("id", flat=True)[:room]
     )
     return [*delivery_ids, *waiting]
-
-
-def _dealing() -> bool:
-    return bool(fairness.enabled() and conf.get("TAKE_WAITING"))
 
 
 def _claim(subscriber: str, ids: Sequence[int]) -> list[Delivery]:

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from celery import current_app
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init
 
 logger = logging.getLogger(__name__)
 
@@ -24,20 +24,10 @@ def consumes_express_queues() -> bool:
     return bool(express & set(current_app.amqp.queues.consume_from or ()))
 
 
-@worker_process_init.connect  # each process of a prefork pool
+@worker_process_init.connect  # each process of the express worker's prefork pool (the Procfile's)
 def _load_the_model_in_express_workers(**kwargs: Any) -> None:
-    if consumes_express_queues():
-        _load()
-
-
-@worker_ready.connect  # the one process of a threads (or solo) pool, whose threads share it
-def _load_the_model_in_an_express_worker_without_processes(sender: Any = None, **kwargs: Any) -> None:
-    pool = getattr(getattr(sender, "pool", None), "__module__", "")
-    if consumes_express_queues() and "prefork" not in pool:
-        _load()
-
-
-def _load() -> None:
+    if not consumes_express_queues():
+        return
     from .memory.embedding import encoder
 
     try:

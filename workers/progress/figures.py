@@ -95,10 +95,7 @@ def figures_at_completion(tasks: Iterable[Task]) -> dict[object, ProjectFigures]
     for project_id, completed_at, estimate in project_rows:
         rows[project_id].append((completed_at, estimate))
     timelines = {project_id: Timeline(project) for project_id, project in rows.items()}
-    return {
-        t.pk: (timelines[t.project_id] if t.project_id in timelines else Timeline([])).figures(t.completed_at)
-        for t in tasks
-    }
+    return {t.pk: timelines.get(t.project_id, Timeline([])).figures(t.completed_at) for t in tasks}
 
 
 def goal_percent(goal: Goal) -> Decimal:
