@@ -28,6 +28,9 @@ def main(argv: list[str]) -> int:
     from .__main__ import print_table, setup_django
 
     setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)  # as `python -m bench` does: a fresh bench database works
     from .processes import Processes
     from .suites.common import Row, percentile, reset
     from .suites.latency import bench_tasks, profiled, run_completions
