@@ -18,9 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "bench" / "results" / "tmp"
 # The Procfile's `worker` line: progress, story and notifications in one worker (pool, concurrency).
 SUBSCRIBERS_POOL = ("prefork", 2)
-# The Procfile's `worker` and `memory` lines run at this niceness (backlog work yields the CPU to
-# the express lane, the relay and the API); the relay and express workers at 0.
-BULK_NICE = 10
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -75,11 +72,10 @@ class Processes:
         self.procs: list[subprocess.Popen[bytes]] = []
         LOGS.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, *args: str, nice: int = 0, **env: str) -> subprocess.Popen[bytes]:
-        niced = ["nice", "-n", str(nice)] if nice else []  # exec'd: the pid stays the celery process's
+    def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         with (LOGS / f"{name}.log").open("wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [*niced, sys.executable, "-m", "celery", "-A", "selfos", *args],
+                [sys.executable, "-m", "celery", "-A", "selfos", *args],
                 cwd=ROOT,
                 env=bench_env(**env),
                 stdout=log,
@@ -90,7 +86,7 @@ class Processes:
         return proc
 
     def worker(
-        self, name: str, queues: str, concurrency: int = 1, pool: str = "prefork", nice: int = 0, **env: str
+        self, name: str, queues: str, concurrency: int = 1, pool: str = "prefork", **env: str
     ) -> subprocess.Popen[bytes]:
         return self.start(
             name,
@@ -107,7 +103,6 @@ class Processes:
             "--without-gossip",
             "-l",
             "WARNING",
-            nice=nice,
             **env,
         )
 
@@ -121,14 +116,9 @@ class Processes:
         workers = {
             "relay": self.worker("relay", "outbox", **env),
             "subscribers": self.worker(
-                "subscribers",
-                "progress,story,notifications",
-                concurrency=concurrency,
-                pool=pool,
-                nice=BULK_NICE,
-                **env,
+                "subscribers", "progress,story,notifications", concurrency=concurrency, pool=pool, **env
             ),
-            "memory": self.worker("memory", "memory", nice=BULK_NICE, **env),
+            "memory": self.worker("memory", "memory", **env),
             "express": self.worker(
                 "express",
                 "progress.express,story.express,notifications.express,memory.express",

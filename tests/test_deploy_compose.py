@@ -82,19 +82,6 @@ def test_every_procfile_process_runs_the_same_command_in_compose() -> None:
         assert normalise(compose_services[name]["command"]) == normalise(command), name
 
 
-def test_backlog_workers_yield_the_cpu_to_the_express_lane_the_relay_and_the_api() -> None:
-    # Fair share's express lane only helps a light owner during a burst if its worker runs ahead
-    # of the burst's batches on the same cores; the bench starts the workers the same way.
-    from bench.processes import BULK_NICE
-
-    commands = {name: argv(command) for name, command in procfile().items()}
-    for name in ("worker", "memory"):
-        assert commands[name][:3] == ["nice", "-n", str(BULK_NICE)], name
-        assert commands[name][3] == "celery", name
-    for name in ("express", "relay", "web", "beat"):
-        assert commands[name][0] != "nice", name
-
-
 # --- ports and networks -------------------------------------------------------------------------
 def published_ports(service: dict[str, Any]) -> list[tuple[str, str]]:
     """(published, target) for each of a service's `ports`, short or long syntax."""
