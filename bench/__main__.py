@@ -50,6 +50,14 @@ def setup_django() -> None:
     django.setup()
 
 
+def setup_bench_database() -> None:
+    """Django set up, and the bench database migrated (a fresh one works)."""
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
@@ -67,10 +75,7 @@ def main(argv: list[str]) -> int:
     if unknown := set(chosen) - set(SUITES):
         parser.error(f"unknown suites: {', '.join(sorted(unknown))}")
 
-    setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_bench_database()
     out = RESULTS / ("quick.json" if args.quick else "latest.json")
     rows: list[dict[str, Any]] = []
     if args.only and out.exists():

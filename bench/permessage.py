@@ -34,10 +34,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--profile", choices=["cumulative", "tottime"], help="print a cProfile of each step")
     args = parser.parse_args(argv)
 
-    from .__main__ import print_table, setup_django
+    from .__main__ import print_table, setup_bench_database
 
-    setup_django()
-    from django.core.management import call_command
+    setup_bench_database()
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -49,7 +48,6 @@ def main(argv: list[str]) -> int:
     from .suites.common import Row, reset
     from .suites.latency import bench_tasks
 
-    call_command("migrate", verbosity=0)
     reset()
     samples: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     profiles: dict[str, cProfile.Profile] = defaultdict(cProfile.Profile)

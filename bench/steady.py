@@ -25,12 +25,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.env)
 
-    from .__main__ import print_table, setup_django
+    from .__main__ import print_table, setup_bench_database
 
-    setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)  # as `python -m bench` does: a fresh bench database works
+    setup_bench_database()
     from .processes import Processes
     from .suites.common import Row, percentile, reset
     from .suites.latency import bench_tasks, profiled, run_completions

@@ -118,15 +118,8 @@ def _run_in_turns(sub: Subscriber, own: frozenset[int], context: dict[str, str])
 def _run_express(sub: Subscriber, own: frozenset[int], context: dict[str, str]) -> tuple[Counter[str], bool]:
     """An express message (outbox/express.py): its own deliveries and the subscriber's other express
     ones waiting, up to MESSAGE_BATCH_SIZE, in one batch. Returns the counts and whether it was full."""
-    size = conf.get("MESSAGE_BATCH_SIZE")
-    waiting = (
-        Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED, express=True)
-        .exclude(id__in=own)
-        .order_by("id")
-        .values_list("id", flat=True)[: max(0, size - len(own))]
-    )
-    taken = [*sorted(own), *waiting]
-    return _run_part(sub, taken, context, own), len(taken) >= size
+    taken = _with_waiting(sub, sorted(own), express_only=True)
+    return _run_part(sub, taken, context, own), len(taken) >= conf.get("MESSAGE_BATCH_SIZE")
 
 
 def _skipped(sub: Subscriber, passed_over: frozenset[int]) -> int:
@@ -176,9 +169,10 @@ def _follow_up(sub: Subscriber, coalescing: bool, lane: str) -> None:
         )
 
 
-def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
-    """With FAIR_SHARE off: the message's deliveries plus this subscriber's other dispatched
-    ones, oldest first, up to MESSAGE_BATCH_SIZE.
+def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int], *, express_only: bool = False) -> list[int]:
+    """The message's deliveries plus this subscriber's other dispatched ones, oldest first, up to
+    MESSAGE_BATCH_SIZE: with FAIR_SHARE off, with one owner waiting, and (`express_only`: the
+    express ones) for an express message.
 
     The relay runs on every commit, so under steady load its messages carry one delivery
     each, and the queue grows one small message at a time. Taking what is waiting sizes
@@ -191,6 +185,7 @@ def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int]) -> list[int]:
         return list(delivery_ids)
     waiting = (
         Delivery.objects.filter(subscriber=sub.name, status=Delivery.Status.DISPATCHED)
+        .filter(**({"express": True} if express_only else {}))
         .exclude(id__in=delivery_ids)
         .order_by("id")
         .values_list("id", flat=True)[:room]
