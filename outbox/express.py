@@ -6,19 +6,24 @@ deliveries (seconds on a busy machine, since a batch's fixed costs grow with the
 data) holds every delivery queued behind it, and smaller batches would make the burst's
 drain pay those fixed costs many times over. So capacity is set aside instead.
 
-While a subscriber has more than EXPRESS_BACKLOG deliveries waiting, the relay marks the
-deliveries of owners with at most EXPRESS_OWNER_LIMIT waiting `express` and, besides the
-subscriber's own queue as always, publishes them to its express queue (`<queue>.express`),
-which a worker of its own consumes (the Procfile's `express`: idle but for bursts). An
-express message runs its own deliveries and the subscriber's other express ones waiting, in
-one batch. Below the backlog threshold nothing changes.
+While any subscriber has more than EXPRESS_BACKLOG deliveries waiting, the relay marks
+`express` the deliveries of owners with at most EXPRESS_OWNER_LIMIT waiting for each subscriber
+and, besides the subscribers' own queues as always, publishes them to their express queues
+(`<queue>.express`), which a worker of its own consumes (the Procfile's `express`: idle but
+for bursts). All of such an owner's deliveries, not only the backlogged subscriber's: subscribers
+share worker processes (the Procfile's `worker` runs progress, story and notifications), so
+a burst in one subscriber's queue also holds the others' messages behind its batches (measured:
+at the end of a burst, with story still backlogged and progress not, a light owner's progress
+waited a second behind story's batches). An express message runs its own deliveries and the
+subscriber's other express ones waiting, in one batch. With no subscriber backlogged nothing
+changes.
 
 The lane only adds a way: an express delivery is a dispatched delivery like any other, also
 published to its subscriber's queue and dealt there in turns; whichever worker claims it
 first runs it (SKIP LOCKED makes that once), and without an express worker it is delivered
 as before, just not sooner. Two queries a relay run while the lane is on, each a few index
-probes: how many wait per subscriber (counted up to the threshold), and, for the subscribers
-over it, whether each owner of the run has more than its limit waiting.
+probes: how many wait per subscriber (counted up to the threshold), and whether each owner
+of the run has more than its limit waiting for any subscriber.
 """
 
 from __future__ import annotations
@@ -63,29 +68,28 @@ def enabled() -> bool:
 
 def mark(deliveries: Sequence[Delivery]) -> None:
     """Mark `express` the deliveries (not saved yet: the relay's new ones) that take the express
-    lane: their subscriber is backlogged, and their owner has little waiting, these included."""
+    lane: a subscriber of the run is backlogged, and their owner has little waiting for every
+    subscriber, these included."""
     if not deliveries or not enabled():
         return
     limit = conf.get("EXPRESS_OWNER_LIMIT")
     subscribers = sorted({d.subscriber for d in deliveries})
     with connection.cursor() as cursor:
         cursor.execute(_BACKLOGGED, {"subscribers": subscribers, "backlog": conf.get("EXPRESS_BACKLOG")})
-        backlogged = {row[0] for row in cursor.fetchall()}
-        if not backlogged:
+        if not cursor.fetchall():
             return
-        here = Counter((d.subscriber, d.owner_key) for d in deliveries if d.subscriber in backlogged)
+        here = Counter((d.subscriber, d.owner_key) for d in deliveries)
         # An owner with more than its limit in this run alone is heavy without asking.
-        candidates = [(pair, limit - n) for pair, n in here.items() if n <= limit]
-        cursor.execute(
-            _HEAVY,
-            {
-                "subscribers": [sub for (sub, _), _ in candidates],
-                "owners": [owner for (_, owner), _ in candidates],
-                "rooms": [room for _, room in candidates],
-            },
-        )
-        heavy = {(sub, owner) for sub, owner in cursor.fetchall()}
-    light = {pair for pair, _ in candidates} - heavy
+        heavy = {owner for (_, owner), n in here.items() if n > limit}
+        candidates = [
+            (sub, owner, limit - here[sub, owner])
+            for owner in sorted({d.owner_key for d in deliveries} - heavy)
+            for sub in subscribers
+        ]
+        if candidates:
+            subs, owners, rooms = (list(column) for column in zip(*candidates, strict=True))
+            cursor.execute(_HEAVY, {"subscribers": subs, "owners": owners, "rooms": rooms})
+            heavy.update(owner for _, owner in cursor.fetchall())
     for d in deliveries:
-        if (d.subscriber, d.owner_key) in light:
+        if d.owner_key not in heavy:
             d.express = True

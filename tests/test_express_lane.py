@@ -28,12 +28,10 @@ def waiting(owner: str, n: int, express: bool = False) -> list[Delivery]:
     return owned_waiting(owner, n, "recorder", express=express)
 
 
-@pytest.fixture
-def published(settings, monkeypatch, use_subscribers) -> Iterator[dict[str, list[int]]]:
+def record_publishes(settings, monkeypatch) -> dict[str, list[int]]:
     """The relay's publishes by lane ("main", "express"); the relay run by the test."""
     settings.OUTBOX = {**settings.OUTBOX, "KICK": False, "EXPRESS_BACKLOG": 100, "EXPRESS_OWNER_LIMIT": 10}
     # (a threshold of 100 here, so the tests' numbers read plainly; the default is lower)
-    use_subscribers("recorder")
     lanes: dict[str, list[int]] = {"main": [], "express": []}
 
     def record(pairs, *, coalesce: bool = False, express: bool = False) -> int:
@@ -41,7 +39,21 @@ def published(settings, monkeypatch, use_subscribers) -> Iterator[dict[str, list
         return 1
 
     monkeypatch.setattr(relay, "publish_deliveries", record)
-    yield lanes
+    return lanes
+
+
+@pytest.fixture
+def published(settings, monkeypatch, use_subscribers) -> Iterator[dict[str, list[int]]]:
+    """The relay's publishes by lane, with one subscriber (recorder)."""
+    use_subscribers("recorder")
+    yield record_publishes(settings, monkeypatch)
+
+
+@pytest.fixture
+def published_for_two(settings, monkeypatch, use_subscribers) -> Iterator[dict[str, list[int]]]:
+    """The relay's publishes by lane, with two subscribers (recorder and second)."""
+    use_subscribers("recorder", "second")
+    yield record_publishes(settings, monkeypatch)
 
 
 def delivery_of(event: OutboxEvent) -> Delivery:
@@ -74,6 +86,38 @@ def test_an_owner_past_its_limit_waits_in_the_main_lane(published, already: int,
     (bob,) = pending("bob", 1)  # with the ones waiting: 10 (light) or 11 (past the limit of 10)
     relay.relay_once()
     assert delivery_of(bob).express is express
+
+
+def test_one_backlogged_subscriber_opens_the_lane_for_a_light_owners_deliveries_of_every_subscriber(
+    published_for_two,
+) -> None:
+    """Subscribers share worker processes (the Procfile's `worker`): a burst in one subscriber's
+    queue holds the others' messages behind its batches, so the lane takes all of bob's."""
+    owned_waiting("ann", 150, "recorder")  # ann's burst, for recorder only; second is idle
+    (bob,) = pending("bob", 1)
+    relay.relay_once()
+    theirs = Delivery.objects.filter(event=bob)
+    assert sorted(d.subscriber for d in theirs if d.express) == ["recorder", "second"]
+    assert sorted(published_for_two["express"]) == sorted(d.id for d in theirs)
+
+
+def test_an_owner_past_its_limit_for_one_subscriber_waits_in_the_main_lane_for_all(
+    published_for_two,
+) -> None:
+    owned_waiting("ann", 150, "recorder")
+    owned_waiting("bob", 10, "second")  # bob's own backlog, for second only
+    (bob,) = pending("bob", 1)
+    relay.relay_once()
+    assert not Delivery.objects.filter(event=bob, express=True).exists()
+    assert published_for_two["express"] == []
+
+
+def test_with_no_subscriber_backlogged_nothing_takes_the_lane(published_for_two) -> None:
+    owned_waiting("ann", 100, "recorder")  # at the threshold, not over it
+    owned_waiting("ann", 100, "second")
+    (bob,) = pending("bob", 1)
+    relay.relay_once()
+    assert not Delivery.objects.filter(event=bob, express=True).exists()
 
 
 def test_the_lane_can_be_turned_off(published, settings) -> None:
