@@ -113,8 +113,10 @@ class Processes:
         beat, ready to work; returns the workers by name. `subscribers` is the (pool,
         concurrency) of the progress, story and notifications worker."""
         pool, concurrency = subscribers
+        # The Procfile's priorities: the relay and the express worker ahead (selfos/priority.py).
+        ahead = {"WORKER_NICE": "-5", **env}
         workers = {
-            "relay": self.worker("relay", "outbox", **env),
+            "relay": self.worker("relay", "outbox", **ahead),
             "subscribers": self.worker(
                 "subscribers", "progress,story,notifications", concurrency=concurrency, pool=pool, **env
             ),
@@ -123,7 +125,7 @@ class Processes:
                 "express",
                 "progress.express,story.express,notifications.express,memory.express",
                 concurrency=2,
-                **env,
+                **ahead,
             ),
         }
         self.start("beat", "beat", "--schedule", str(LOGS / "celerybeat-schedule"), "-l", "WARNING", **env)

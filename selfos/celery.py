@@ -145,6 +145,20 @@ def declare_queues(celery: Celery) -> None:
 
 
 @worker_init.connect
+def _set_cpu_priority(**kwargs: Any) -> None:
+    """WORKER_NICE (selfos/priority.py): the relay and the express worker ahead of a burst."""
+    from . import priority
+
+    try:
+        nice = priority.nice_from_env()
+    except ValueError as exc:
+        print(f"WORKER_NICE: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from exc  # as above: Celery would log and swallow the ValueError
+    if nice is not None:
+        priority.apply(nice)
+
+
+@worker_init.connect
 def _declare_queues_at_start(**kwargs: Any) -> None:
     try:
         declare_queues(app)

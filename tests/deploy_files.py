@@ -64,6 +64,17 @@ def procfile() -> dict[str, str]:
     return processes
 
 
+def assignments(command: str) -> tuple[dict[str, str], str]:
+    """A Procfile command's leading `NAME=value` assignments (the process's environment), and the
+    command after them."""
+    found: dict[str, str] = {}
+    words = command.split()
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        name, value = words.pop(0).split("=", 1)
+        found[name] = value
+    return found, " ".join(words)
+
+
 def option(args: list[str], name: str) -> str:
     """The value of `--name value` or `--name=value` in an argv."""
     for i, arg in enumerate(args):

@@ -19,6 +19,7 @@ from .deploy_files import (
     SECRETS,
     STORES,
     argv,
+    assignments,
     compose,
     dockerfile,
     env,
@@ -79,7 +80,21 @@ def test_every_procfile_process_runs_the_same_command_in_compose() -> None:
     for name, command in procfile().items():
         assert name in compose_services, f"Procfile process {name!r} has no compose service"
         assert "command" in compose_services[name], f"compose service {name!r} has no command"
+        _, command = assignments(command)  # the environment is compared below, where compose has one
         assert normalise(compose_services[name]["command"]) == normalise(command), name
+
+
+def test_the_processes_the_procfile_runs_ahead_have_a_cpu_weight_above_the_default_in_compose() -> None:
+    """WORKER_NICE (selfos/priority.py) ranks processes on one machine; in containers the cgroup's
+    weight does (`cpu_shares`, 1024 by default), and a nice inside a container would rank a
+    process only among its own container's."""
+    compose_services = services()
+    nice = {name: int(assignments(command)[0].get("WORKER_NICE", 0)) for name, command in procfile().items()}
+    ahead = {name for name, value in nice.items() if value < 0}
+    assert ahead == {"relay", "express"}
+    shares = {name: int(service.get("cpu_shares", 1024)) for name, service in compose_services.items()}
+    weighted = {name for name, value in shares.items() if value > 1024}
+    assert weighted == ahead
 
 
 # --- ports and networks -------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""WORKER_NICE (selfos/priority.py): a worker's CPU priority, set at its start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfos import priority
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", None), (" ", None), ("-5", -5), ("7", 7), ("19", 19)])
+def test_the_setting_is_read_from_the_environment(raw: str, expected: int | None) -> None:
+    assert priority.nice_from_env({"WORKER_NICE": raw}) == expected
+    assert priority.nice_from_env({}) is None
+
+
+@pytest.mark.parametrize("raw", ["fast", "-21", "20", "1.5"])
+def test_a_bad_value_is_refused(raw: str) -> None:
+    with pytest.raises(ValueError):
+        priority.nice_from_env({"WORKER_NICE": raw})
+
+
+def _in_a_session_of_its_own(code: str) -> str:
+    """Run `code` in a fresh interpreter that leads a session of its own, as honcho and the bench
+    start a worker; returns what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_a_worker_in_a_session_of_its_own_sets_its_nice_and_its_sessions() -> None:
+    # A higher nice value (lower priority) needs no privilege: the test runs as any user.
+    out = _in_a_session_of_its_own(
+        "import os; from selfos import priority; "
+        "print(priority.apply(7)); print(os.getpriority(os.PRIO_PROCESS, 0)); "
+        "group = '/proc/self/autogroup'; "
+        "print(open(group).read().strip() if os.path.exists(group) else 'no autogroup')"
+    )
+    applied, nice, autogroup = out.splitlines()
+    assert (applied, nice) == ("True", "7")
+    if autogroup != "no autogroup":
+        assert autogroup.endswith("nice 7")
+
+
+def test_a_worker_sharing_its_parents_session_leaves_the_session_alone() -> None:
+    """The autogroup would be the parent's too (a shell, a test runner): only the process's own
+    nice is set."""
+    if not priority.AUTOGROUP.exists():
+        pytest.skip("no autogroup on this kernel")
+    before = priority.AUTOGROUP.read_text()
+    code = "from selfos import priority; print(priority.apply(5))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True"
+    assert priority.AUTOGROUP.read_text() == before
+
+
+def test_without_the_right_to_raise_it_the_worker_logs_and_runs_as_it_is(monkeypatch, caplog) -> None:
+    def refused(*args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "setpriority", refused)
+    assert priority.apply(-5) is False
+    assert "not permitted" in caplog.text
+
+
+def test_a_celery_worker_refuses_to_start_with_a_bad_value() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "selfos", "worker", "-Q", "nothing-here", "-P", "solo"],
+        cwd=ROOT,
+        env={**os.environ, "WORKER_NICE": "fast", "DJANGO_SETTINGS_MODULE": "selfos.settings.test"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "WORKER_NICE" in done.stderr
