@@ -29,7 +29,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-AUTOGROUP = Path("/proc/self/autogroup")
+AUTOGROUP = Path("/proc/self/autogroup")  # this process's session's
 
 
 def nice_from_env(environ: os._Environ[str] | dict[str, str] = os.environ) -> int | None:
@@ -47,19 +47,27 @@ def nice_from_env(environ: os._Environ[str] | dict[str, str] = os.environ) -> in
 def apply(nice: int) -> bool:
     """Set this process's nice value (and its session's, when the session is its own) to `nice`.
     Returns whether it was set; a lack of permission is logged, not raised."""
+    return set_nice(os.getpid(), nice, session=_session_is_own())
+
+
+def set_nice(pid: int, nice: int, *, session: bool) -> bool:
+    """Set process `pid`'s nice value to `nice` and, with `session` (its session holds nothing of
+    anyone else's), its session's autogroup nice. Returns whether it was set; a lack of
+    permission is logged, not raised."""
     try:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-        if _session_is_own() and AUTOGROUP.exists():
-            AUTOGROUP.write_text(f"{nice}\n")
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+        group = Path(f"/proc/{pid}/autogroup")
+        if session and group.exists():
+            group.write_text(f"{nice}\n")
     except PermissionError:
         logger.warning(
-            "WORKER_NICE=%d: not permitted (a lower nice value needs CAP_SYS_NICE); this worker "
-            "runs at nice %d",
+            "nice %d for process %d: not permitted (a lower nice value needs CAP_SYS_NICE); it runs at %d",
             nice,
-            os.getpriority(os.PRIO_PROCESS, 0),
+            pid,
+            os.getpriority(os.PRIO_PROCESS, pid),
         )
         return False
-    logger.info("this worker runs at nice %d", nice)
+    logger.info("process %d runs at nice %d", pid, nice)
     return True
 
 

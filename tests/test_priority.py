@@ -87,3 +87,17 @@ def test_a_celery_worker_refuses_to_start_with_a_bad_value() -> None:
     )
     assert done.returncode == 2
     assert "WORKER_NICE" in done.stderr
+
+
+def test_another_process_and_its_session_can_be_ranked() -> None:
+    """As scripts/with_services.py ranks the embedded database's postmaster and its backends."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        assert priority.set_nice(child.pid, 6, session=True)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 6
+        group = Path(f"/proc/{child.pid}/autogroup")
+        if group.exists():
+            assert group.read_text().strip().endswith("nice 6")
+    finally:
+        child.kill()
+        child.wait()
