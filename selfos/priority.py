@@ -5,11 +5,12 @@ serve everyone else (the relay, which dispatches their events, and the express w
 runs them: outbox/express.py) get only their share of the CPU like any other: another user's
 completion then waits a second and more for a core, however little work it is. Given a
 higher priority, those two run as soon as they have work, which is rarely (a few milliseconds
-a completion), and the burst's batches take what is left. Measured, `--quick --only fairness`:
-another user's p99 during the burst 0.80 s at the same priority, 0.45 s with the express
-worker ahead, 0.32 s with the relay too (README, Benchmarks).
+a completion), and the burst's batches take what is left. Measured on the fairness suite's
+2,000-completion burst, one run each: another user's p99 0.80 s at the same priority, 0.45 s
+with the express worker at -5, 0.32 s with the relay too; scripts/with_services.py puts the
+embedded database ahead as well (README, Fair share and Benchmarks).
 
-WORKER_NICE (an integer, -20 to 19; unset or 0: unchanged) is set as the nice value of a
+WORKER_NICE (an integer, -20 to 19; unset or empty: unchanged) is set as the nice value of a
 worker's processes at its start (Celery's prefork pool inherits it). Lower runs sooner; below
 the current value needs CAP_SYS_NICE (root, or a grant of it): without it the worker says so
 in its log and runs at the priority it has. Where the kernel groups scheduling by session
