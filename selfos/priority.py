@@ -15,11 +15,10 @@ worker's processes at its start (Celery's prefork pool inherits it). Lower runs 
 the current value needs CAP_SYS_NICE (root, or a grant of it): without it the worker says so
 in its log and runs at the priority it has. Where the kernel groups scheduling by session
 (autogroup: /proc/sys/kernel/sched_autogroup_enabled), a nice value only ranks a process
-among its own session's processes, so when the worker's session is its own (honcho, the
-bench and a terminal's job each start a worker in a session of its own) the session's nice is
-set too. In containers and under systemd the cgroup's weight is what counts (compose's
-`cpu_shares`, systemd's `CPUWeight`): docker-compose.yml gives the relay and the express
-worker theirs.
+among its own session's processes, so when the worker's session holds nothing else (honcho
+and the bench start each worker in a session of its own) the session's nice is set too. In
+containers and under systemd the cgroup's weight is what counts (compose's `cpu_shares`,
+systemd's `CPUWeight`): docker-compose.yml gives the relay and the express worker theirs.
 """
 
 from __future__ import annotations
@@ -73,9 +72,34 @@ def set_nice(pid: int, nice: int, *, session: bool) -> bool:
 
 
 def _session_is_own() -> bool:
-    """Whether this process's session is not its parent's: then the session's autogroup holds
-    this worker's processes and nothing of anyone else's."""
+    """Whether everything in this process's session is this process or its ancestors: the
+    bench's worker, which leads a session of its own, or honcho's, whose `sh -c` leads it. Then
+    the session's autogroup holds this worker and nothing of anyone else's (its pool, forked
+    later, joins it). A session with anything else in it (a terminal's other jobs, a test run)
+    is left alone."""
+    session = os.getsid(0)
+    ancestors = set()
+    pid = os.getpid()
+    while True:
+        ancestors.add(pid)
+        if pid == session:
+            break
+        pid = _parent_of(pid)
+        if pid <= 1 or os.getsid(pid) != session:
+            return False  # the session's leader is not one of ours
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) not in ancestors:
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    return False
+            except OSError:  # gone meanwhile
+                continue
+    return True
+
+
+def _parent_of(pid: int) -> int:
+    # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
     try:
-        return os.getsid(0) != os.getsid(os.getppid())
-    except OSError:  # the parent is gone
-        return False
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0

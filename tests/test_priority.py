@@ -55,16 +55,37 @@ def test_a_worker_in_a_session_of_its_own_sets_its_nice_and_its_sessions() -> No
         assert autogroup.endswith("nice 7")
 
 
-def test_a_worker_sharing_its_parents_session_leaves_the_session_alone() -> None:
-    """The autogroup would be the parent's too (a shell, a test runner): only the process's own
-    nice is set."""
+def test_a_worker_whose_session_a_shell_leads_sets_the_sessions_nice_too() -> None:
+    """honcho's shape: `sh -c "VAR=... celery ..."` leads the session and forks the worker."""
+    if not priority.AUTOGROUP.exists():
+        pytest.skip("no autogroup on this kernel")
+    code = "from selfos import priority; print(priority.apply(4)); print(open('/proc/self/autogroup').read())"
+    forks = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code!r}])"
+    out = _in_a_session_of_its_own(forks)
+    applied, autogroup = out.strip().splitlines()
+    assert applied == "True"
+    assert autogroup.endswith("nice 4")
+
+
+def test_a_worker_sharing_its_session_with_others_leaves_the_session_alone() -> None:
+    """The autogroup would be the others' too (a terminal's other jobs, this test run): only the
+    process's own nice is set."""
     if not priority.AUTOGROUP.exists():
         pytest.skip("no autogroup on this kernel")
     before = priority.AUTOGROUP.read_text()
-    code = "from selfos import priority; print(priority.apply(5))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == "True"
-    assert priority.AUTOGROUP.read_text() == before
+    sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # in our session
+    try:
+        code = (
+            "import os; from selfos import priority; "
+            "print(priority.apply(5)); print(os.getpriority(os.PRIO_PROCESS, 0))"
+        )
+        argv = [sys.executable, "-c", code]
+        out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.stdout.split() == ["True", "5"]
+        assert priority.AUTOGROUP.read_text() == before
+    finally:
+        sibling.kill()
+        sibling.wait()
 
 
 def test_without_the_right_to_raise_it_the_worker_logs_and_runs_as_it_is(monkeypatch, caplog) -> None:
