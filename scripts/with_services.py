@@ -150,9 +150,6 @@ def _database_ahead(pgdata: Path) -> None:
     with everything else, a burst's workers otherwise crowd out the database every client waits
     on, the express lane's included (README, Fair share: measured). Its session is its own
     (pg_ctl's), so the session's nice is set too: every backend, started or to come."""
-    raw = os.environ.get("SELFOS_DB_NICE", "-5").strip()
-    if not raw or int(raw) == 0:
-        return
     # By its path: importing the `selfos` package would load the Celery app, and with it a
     # default DJANGO_SETTINGS_MODULE, into this process and the command it runs.
     spec = importlib.util.spec_from_file_location("selfos_priority", ROOT / "selfos" / "priority.py")
@@ -160,11 +157,18 @@ def _database_ahead(pgdata: Path) -> None:
     priority = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(priority)
     try:
+        nice = priority.nice_from_env("SELFOS_DB_NICE", {"SELFOS_DB_NICE": "-5", **os.environ})
+    except ValueError as exc:
+        say(str(exc))
+        raise SystemExit(2) from exc
+    if not nice:
+        return
+    try:
         pid = int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return  # no server of ours to rank
-    if os.getsid(pid) == pid and priority.set_nice(pid, int(raw), session=True):
-        say(f"database: the embedded server runs at nice {int(raw)}, ahead of its clients")
+    if os.getsid(pid) == pid and priority.set_nice(pid, nice, session=True):
+        say(f"database: the embedded server runs at nice {nice}, ahead of its clients")
 
 
 def _wait_for_clients_to_leave(url: str) -> None:

@@ -152,7 +152,7 @@ def _set_cpu_priority(**kwargs: Any) -> None:
     try:
         nice = priority.nice_from_env()
     except ValueError as exc:
-        print(f"WORKER_NICE: {exc}", file=sys.stderr, flush=True)
+        print(exc, file=sys.stderr, flush=True)
         raise SystemExit(2) from exc  # as above: Celery would log and swallow the ValueError
     if nice is not None:
         priority.apply(nice)

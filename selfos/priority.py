@@ -25,22 +25,25 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-AUTOGROUP = Path("/proc/self/autogroup")  # this process's session's
 
-
-def nice_from_env(environ: os._Environ[str] | dict[str, str] = os.environ) -> int | None:
-    """WORKER_NICE, or None when unset or empty. A value that is not an integer in -20..19
-    raises ValueError, so a typo stops the worker instead of running it at the wrong priority."""
-    raw = environ.get("WORKER_NICE", "").strip()
+def nice_from_env(variable: str = "WORKER_NICE", environ: Mapping[str, str] = os.environ) -> int | None:
+    """The nice value `variable` names, or None when unset or empty. A value that is not an
+    integer in -20..19 raises ValueError, so a typo stops the process instead of running it at
+    the wrong priority."""
+    raw = environ.get(variable, "").strip()
     if not raw:
         return None
-    value = int(raw)
-    if not -20 <= value <= 19:
-        raise ValueError(f"WORKER_NICE must be an integer from -20 to 19, not {raw!r}")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not -20 <= value <= 19:
+        raise ValueError(f"{variable} must be an integer from -20 to 19, not {raw!r}")
     return value
 
 

@@ -12,18 +12,20 @@ import pytest
 from selfos import priority
 
 ROOT = Path(__file__).resolve().parent.parent
+AUTOGROUP = Path("/proc/self/autogroup")  # the test run's session's
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("", None), (" ", None), ("-5", -5), ("7", 7), ("19", 19)])
 def test_the_setting_is_read_from_the_environment(raw: str, expected: int | None) -> None:
-    assert priority.nice_from_env({"WORKER_NICE": raw}) == expected
-    assert priority.nice_from_env({}) is None
+    assert priority.nice_from_env(environ={"WORKER_NICE": raw}) == expected
+    assert priority.nice_from_env(environ={}) is None
+    assert priority.nice_from_env("SELFOS_DB_NICE", {"SELFOS_DB_NICE": raw}) == expected
 
 
 @pytest.mark.parametrize("raw", ["fast", "-21", "20", "1.5"])
 def test_a_bad_value_is_refused(raw: str) -> None:
     with pytest.raises(ValueError):
-        priority.nice_from_env({"WORKER_NICE": raw})
+        priority.nice_from_env(environ={"WORKER_NICE": raw})
 
 
 def _in_a_session_of_its_own(code: str) -> str:
@@ -57,7 +59,7 @@ def test_a_worker_in_a_session_of_its_own_sets_its_nice_and_its_sessions() -> No
 
 def test_a_worker_whose_session_a_shell_leads_sets_the_sessions_nice_too() -> None:
     """honcho's shape: `sh -c "VAR=... celery ..."` leads the session and forks the worker."""
-    if not priority.AUTOGROUP.exists():
+    if not AUTOGROUP.exists():
         pytest.skip("no autogroup on this kernel")
     code = "from selfos import priority; print(priority.apply(4)); print(open('/proc/self/autogroup').read())"
     forks = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code!r}])"
@@ -70,9 +72,9 @@ def test_a_worker_whose_session_a_shell_leads_sets_the_sessions_nice_too() -> No
 def test_a_worker_sharing_its_session_with_others_leaves_the_session_alone() -> None:
     """The autogroup would be the others' too (a terminal's other jobs, this test run): only the
     process's own nice is set."""
-    if not priority.AUTOGROUP.exists():
+    if not AUTOGROUP.exists():
         pytest.skip("no autogroup on this kernel")
-    before = priority.AUTOGROUP.read_text()
+    before = AUTOGROUP.read_text()
     sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # in our session
     try:
         code = (
@@ -82,7 +84,7 @@ def test_a_worker_sharing_its_session_with_others_leaves_the_session_alone() -> 
         argv = [sys.executable, "-c", code]
         out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert out.stdout.split() == ["True", "5"]
-        assert priority.AUTOGROUP.read_text() == before
+        assert AUTOGROUP.read_text() == before
     finally:
         sibling.kill()
         sibling.wait()
