@@ -212,6 +212,48 @@ def test_many_memories_among_a_crowd_iterative_hnsw_scan(user, monkeypatch) -> N
     assert np.mean(recalls) >= 0.9, recalls
 
 
+def sequential_scans_of_memory() -> int:
+    """How many times this transaction has read the memory table from end to end."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'workers_memoryentry'")
+        return cursor.fetchone()[0]
+
+
+def test_the_exact_scan_reads_only_the_owners_memories(user) -> None:
+    """A user with few memories among many is searched off the owner index, never by computing a
+    distance for everyone's rows: the batch search, whose owner the planner cannot see (a
+    LATERAL parameter), chose the whole table once the statistics said how large it was."""
+    crowd_of_memories()
+    mine = [MemoryEntry.objects.get(task_id=remember(user, t).pk) for t in GARDEN]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE workers_memoryentry")  # the statistics a running service has
+    store = vectorstores.PgVectorStore()
+    query = np.asarray(mine[0].embedding, dtype=np.float32)
+    before = sequential_scans_of_memory()
+    [hits] = store.search_many([vectorstores.SearchQuery(user.pk, query)], 10)
+    assert {h.task_id for h in hits} == {str(m.task_id) for m in mine}
+    assert {h.task_id for h in store.search(user.pk, query, 10)} == {str(m.task_id) for m in mine}
+    assert sequential_scans_of_memory() == before
+
+
+@pytest.mark.parametrize("exact_scan_max", [vectorstores.EXACT_SCAN_MAX, 0])
+def test_a_search_leaves_the_planner_as_it_found_it(user, monkeypatch, exact_scan_max: int) -> None:
+    """The story searches in the middle of its batch's transaction: what comes after it (its
+    writes, their foreign-key checks) must be planned with index scans as usual."""
+    monkeypatch.setattr(vectorstores, "EXACT_SCAN_MAX", exact_scan_max)
+    remember(user, "Plant tomatoes")
+    store = vectorstores.PgVectorStore()
+    query = embedding.embed(["gardening"])[0]
+    switches = "SELECT current_setting('enable_indexscan'), current_setting('enable_seqscan')"
+    with transaction.atomic(), connection.cursor() as cursor:
+        assert len(store.search(user.pk, query, 3)) == 1
+        cursor.execute(switches)
+        assert cursor.fetchone() == ("on", "on")
+        assert len(store.search_many([vectorstores.SearchQuery(user.pk, query)], 3)[0]) == 1
+        cursor.execute(switches)
+        assert cursor.fetchone() == ("on", "on")
+
+
 def test_recall_only_reaches_back_in_time(user) -> None:
     earlier = remember(user, "Run 10 km along the river")
     task = remember(user, "Run a half marathon")

@@ -4,15 +4,17 @@
   an HNSW cosine index. A user's memories are a small slice of everyone's, and
   pgvector filters *after* the index scan, so a plain HNSW query for a user with few
   memories can come back short. Search therefore scans exactly (owner index, then
-  distance sort) when the owner has at most EXACT_SCAN_MAX memories, and otherwise
-  uses pgvector 0.8's iterative index scan, which keeps walking the graph until it
-  has k rows that pass the owner filter.
+  distance sort; never the whole table: `_EXACT_SCAN`) when the owner has at most
+  EXACT_SCAN_MAX memories, and otherwise uses pgvector 0.8's iterative index scan,
+  which keeps walking the graph until it has k rows that pass the owner filter. Either
+  way the planner is left as the search found it (`_switches_restored`).
 - `weaviate`: see `workers.weaviate_store`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -31,6 +33,36 @@ EXACT_SCAN_MAX = 2000
 # HNSW candidates per search (pgvector's default is 40); `make bench` sweeps it: more
 # candidates buy recall with latency.
 EF_SEARCH = 100
+
+
+# The exact scan's plan: no index scan (the planner would walk the HNSW graph) and no sequential
+# scan either, so only the owner's index is left. With the owner a LATERAL parameter, as in
+# `search_many`, the planner cannot tell a light owner from a heavy one, and it read the whole
+# table for each query: distances for everyone's memories to find a user's few (measured during
+# another user's burst of 20,000 completions: 26 ms a story batch and growing, against 0.3 ms).
+_EXACT_SCAN = "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off"
+# The planner switches a search changes, which every query of a transaction obeys.
+_SWITCHES = ("enable_indexscan", "enable_seqscan")
+
+
+@contextmanager
+def _switches_restored() -> Iterator[None]:
+    """Put the planner switches back as they were once the search has read its rows.
+
+    SET LOCAL lasts until the end of the transaction, not of the savepoint that `atomic()` opens
+    inside a caller's: the story's batch searches in the middle of its transaction, and every
+    statement after it ran without index scans (its writes' foreign-key checks among them, whose
+    plans a connection keeps). When the search raises, its savepoint's rollback undoes them.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in _SWITCHES))
+        before = cursor.fetchone()
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in _SWITCHES),
+            [value for pair in zip(_SWITCHES, before, strict=True) for value in pair],
+        )
 
 
 class StoreUnavailable(Exception):
@@ -128,7 +160,7 @@ class PgVectorStore:
         before: datetime | None = None,
         ef_search: int | None = None,
     ) -> list[Hit]:
-        with transaction.atomic():
+        with transaction.atomic(), _switches_restored():
             nearest = self.nearest(owner_id, vector, k, exclude, before, ef_search)
             rows = list(nearest.values_list("task_id", "title", "distance"))
         return [Hit(task_id=str(t), title=title, score=round(1 - float(d), 4)) for t, title, d in rows]
@@ -142,14 +174,15 @@ class PgVectorStore:
         before: datetime | None = None,
         ef_search: int | None = None,
     ) -> QuerySet[MemoryEntry]:
-        """The owner's k nearest rows; sets the scan strategy for the current transaction.
-        `ef_search` (HNSW candidates) defaults to EF_SEARCH; the benchmark sweeps it."""
+        """The owner's k nearest rows; sets the scan strategy for the rest of the current transaction
+        (`search` puts it back). `ef_search` (HNSW candidates) defaults to EF_SEARCH; the
+        benchmark sweeps it."""
         owned = MemoryEntry.objects.filter(owner_id=owner_id)
         with connection.cursor() as cursor:
             # "More than EXACT_SCAN_MAX rows?" reads one row past the limit, not all of them.
             if not owned.order_by()[EXACT_SCAN_MAX : EXACT_SCAN_MAX + 1].exists():
                 # Exact: no HNSW walk at all; the owner's rows are few enough to sort.
-                cursor.execute("SET LOCAL enable_indexscan = off")
+                cursor.execute(_EXACT_SCAN)
             else:
                 cursor.execute("SET LOCAL hnsw.iterative_scan = strict_order")
                 ef = EF_SEARCH if ef_search is None else ef_search
@@ -186,7 +219,7 @@ class PgVectorStore:
         if not queries:
             return []
         answers: list[list[Hit]] = [[] for _ in queries]
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(), _switches_restored(), connection.cursor() as cursor:
             owners = sorted({q.owner_id for q in queries})
             cursor.execute(_LARGE_OWNERS_SQL, [owners, EXACT_SCAN_MAX])
             large = {owner for (owner,) in cursor.fetchall()}
@@ -195,10 +228,11 @@ class PgVectorStore:
                 if not group:
                     continue
                 if exact:
-                    cursor.execute("SET LOCAL enable_indexscan = off")
+                    cursor.execute(_EXACT_SCAN)
                 else:
                     cursor.execute(
-                        "SET LOCAL enable_indexscan = on; SET LOCAL hnsw.iterative_scan = strict_order"
+                        "SET LOCAL enable_indexscan = on; SET LOCAL enable_seqscan = on;"
+                        " SET LOCAL hnsw.iterative_scan = strict_order"
                     )
                     cursor.execute(
                         "SELECT set_config('hnsw.ef_search', %s, true)", [str(max(EF_SEARCH, 4 * k))]
