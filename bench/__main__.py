@@ -32,8 +32,21 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model() or platform.processor() or platform.machine(),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's name (Linux): machines with the same core count differ twofold in speed, so a
+    table says which one it was measured on."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 SUITES = tuple(suites.MODULES)  # in the table's order
@@ -130,7 +143,8 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {r['bench']} | {r['figure']} | {value} | {baseline} | {ratio} | {target} | {met} |")
     m = data["machine"]
     lines.append(
-        f"\nMachine: {m['cpus']} cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}."
+        f"\nMachine: {m['cpus']} cores ({m.get('processor', '?')}), {m['memory_gib']} GiB, {m['platform']},"
+        f" Python {m['python']}."
     )
     return "\n".join(lines)
 
