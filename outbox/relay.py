@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import conf, express, fairness, registry, telemetry
@@ -36,6 +36,7 @@ def relay_once(batch_size: int | None = None) -> int:
     batch_size = batch_size or conf.get("RELAY_BATCH_SIZE")
     now = timezone.now()
     with transaction.atomic():
+        _plan_for_now()
         claimed = _claim(batch_size)
         if not claimed:
             return 0
@@ -76,6 +77,22 @@ def relay_once(batch_size: int | None = None) -> int:
         },
     )
     return len(events)
+
+
+def _plan_for_now() -> None:
+    """Plan this transaction's statements for the outbox as it is now, not as it once was.
+
+    A connection keeps a generic plan for a statement it runs often (psycopg prepares the
+    relay's queries; PostgreSQL caches the foreign-key check that each new delivery makes at
+    commit), costed once, with the statistics of that moment. Made while the events table was
+    nearly empty (a fresh deployment, a purge, the benchmarks' truncation), the plan reads the
+    whole table, and keeps reading it as the table grows, until an ANALYZE happens to replace
+    it. Measured in a fairness burst of 2,000 completions: the relay's checks, four an event,
+    took 0.4 ms each instead of 0.005 (7 s of the database's time). Planned afresh, each
+    statement is costed with the table's size now, for some microseconds of planning.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 def _claim(batch_size: int) -> list[tuple[int, str, dict, str]]:

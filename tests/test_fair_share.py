@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from outbox import delivery, fairness, relay
 from outbox.delivery import run_deliveries
@@ -271,3 +271,51 @@ def test_two_workers_dealing_the_same_backlog_run_each_delivery_once(fair, batch
     assert Delivery.objects.filter(status="succeeded").count() == 300
     assert Effect.objects.count() == 300
     assert len(set(Effect.objects.values_list("event_id", flat=True))) == 300
+
+
+def _sequential_scans_of_events() -> int:
+    """Reads of the events table from end to end, by every backend, as of now."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    with connection.cursor() as cursor:  # a statement of its own: the flush happens after the one that asks
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'outbox_outboxevent'")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_relay_plans_for_the_outbox_as_it_is_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan the relay's connection cached while the outbox was nearly empty must not read the
+    whole events table once it has grown: the foreign-key check each delivery makes at commit
+    is such a plan (PostgreSQL keeps a generic one after five runs)."""
+    monkeypatch.setattr(relay, "publish_deliveries", lambda pairs, **options: 0)
+    with connection.cursor() as cursor:
+        # No ANALYZE behind the test's back: the statistics stay those of a nearly empty table.
+        cursor.execute("ALTER TABLE outbox_outboxevent SET (autovacuum_enabled = false)")
+    try:
+        pending("early", 1)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE outbox_outboxevent")
+        assert relay.relay_once() == 1
+        for _ in range(8):  # past the five runs after which PostgreSQL may keep a generic plan
+            pending("early", 1)
+            assert relay.relay_once() == 1
+        OutboxEvent.objects.bulk_create(
+            OutboxEvent(
+                type="task.completed",
+                aggregate_type="tasks_app.task",
+                aggregate_id=f"old-{i}",
+                payload={"version": 1, "user_id": "old", "task_id": f"old-{i}"},
+                owner_key="old",
+                status=OutboxEvent.Status.DISPATCHED,
+            )
+            for i in range(5000)
+        )
+        pending("late", 1)
+        before = _sequential_scans_of_events()
+        assert relay.relay_once() == 1
+        assert _sequential_scans_of_events() == before
+        assert Delivery.objects.filter(event__owner_key="late").exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE outbox_outboxevent RESET (autovacuum_enabled)")
