@@ -55,6 +55,8 @@ def delete_account(user: AbstractBaseUser) -> dict[str, int]:
     # From here no other transaction can commit a new row that references the user: its
     # foreign-key check needs a share lock on the user row.
     list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))
+    # Read before the tasks go: memory forgets the vectors it may still keep of them (in the cache).
+    task_ids = [str(pk) for pk in Task.objects.filter(owner_id=user_id).values_list("pk", flat=True)]
     # The derived rows explicitly, leaves first: each is one DELETE, not a load into memory.
     for queryset in (
         PushReceipt.objects.filter(notification__owner_id=user_id),
@@ -69,7 +71,7 @@ def delete_account(user: AbstractBaseUser) -> dict[str, int]:
         Goal.objects.filter(owner_id=user_id),
     ):
         tally(queryset.delete()[1])
-    counts["workers.MemoryEntry"] = forget.forget_owner(user_id)  # and the store tenant, on commit
+    counts["workers.MemoryEntry"] = forget.forget_owner(user_id, task_ids)  # and the store tenant, on commit
     # Failed and successful logins are kept by username (django-axes has no foreign key).
     for model in (AccessAttempt, AccessLog, AccessFailureLog):
         tally(model.objects.filter(username=username).delete()[1])

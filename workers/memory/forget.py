@@ -4,17 +4,20 @@ Weaviate tenant after it commits (an external store cannot roll back with Postgr
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from django.db import transaction
 
+from . import fresh
 from .models import MemoryEntry
 from .stores import get_store
 
 logger = logging.getLogger(__name__)
 
 
-def forget_owner(owner_id: int) -> int:
-    """Delete the user's memory rows now and drop their store tenant once the transaction commits.
+def forget_owner(owner_id: int, task_ids: Sequence[str] = ()) -> int:
+    """Delete the user's memory rows now; drop their store tenant, and the vectors kept of
+    `task_ids` (their tasks, `fresh`), once the transaction commits.
 
     Returns how many pgvector rows went. The tenant is dropped after the commit, so a rolled-back
     account deletion keeps its memories; if that drop fails it is logged, not raised (the account
@@ -22,6 +25,8 @@ def forget_owner(owner_id: int) -> int:
     """
     deleted, _ = MemoryEntry.objects.filter(owner_id=owner_id).delete()
     transaction.on_commit(lambda: drop_tenant_or_log(owner_id))
+    if task_ids:
+        transaction.on_commit(lambda: fresh.forget(task_ids))
     return deleted
 
 

@@ -29,6 +29,7 @@ from tasks_app.models import Task
 
 from ..locks import hold_against_delete
 from ..queues import Queue
+from . import fresh
 from .items import items_for
 from .stores import get_store
 
@@ -59,7 +60,7 @@ def index_events(events: Sequence[Event]) -> None:
     )
     store = get_store()
     if completed:
-        store.upsert(items_for(completed))
+        store.upsert(items_for(completed, share=True))
     remembered = {str(t.pk) for t in completed}
     gone: dict[int, set[str]] = {}
     for owner_id, task_id in pairs:
@@ -67,6 +68,7 @@ def index_events(events: Sequence[Event]) -> None:
             gone.setdefault(owner_id, set()).add(task_id)
     for owner_id, ids in gone.items():
         store.delete(owner_id, sorted(ids))
+        fresh.forget(ids)  # and the vector the story may have kept of it
     logger.info(
         "memory: %d tasks indexed, %d removed (events %s)",
         len(completed),

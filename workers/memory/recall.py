@@ -12,7 +12,7 @@ from typing import Any
 
 from tasks_app.models import Task
 
-from . import embedding
+from . import embedding, fresh
 from .items import memory_text
 from .stores import Hit, SearchQuery, StoreUnavailable, get_store
 
@@ -52,7 +52,7 @@ def related_tasks(task: Task, k: int) -> list[dict[str, Any]]:
         store = get_store()
         vector = store.vector_of(task.owner_id, str(task.pk))
         if vector is None:  # the story may run before memory has indexed this task
-            vector = embedding.embed([memory_text(task)])[0]
+            vector = fresh.embed_tasks([str(task.pk)], [memory_text(task)])[0]
         hits = store.search(task.owner_id, vector, k, exclude=str(task.pk), before=task.completed_at)
     except StoreUnavailable as exc:
         # Only a store that is down. Our own database being away (an OperationalError) is
@@ -80,9 +80,10 @@ def related_tasks_many(tasks: Sequence[Task], k: int) -> dict[Any, list[dict[str
             found = {task_id: store.vector_of(owner_id, task_id) for owner_id, task_id in keys}
             vectors = {task_id: v for task_id, v in found.items() if v is not None}
         unindexed = [t for t in tasks if str(t.pk) not in vectors]
-        if unindexed:  # the story may run before memory has indexed these tasks
-            fresh = embedding.embed([memory_text(t) for t in unindexed])
-            vectors.update((str(t.pk), v) for t, v in zip(unindexed, fresh, strict=True))
+        if unindexed:  # the story may run before memory has indexed these tasks: embed them once
+            ids = [str(t.pk) for t in unindexed]
+            embedded = fresh.embed_tasks(ids, [memory_text(t) for t in unindexed])
+            vectors.update(zip(ids, embedded, strict=True))
         queries = [SearchQuery(t.owner_id, vectors[str(t.pk)], str(t.pk), t.completed_at) for t in tasks]
         if hasattr(store, "search_many"):
             answers = store.search_many(queries, k)
