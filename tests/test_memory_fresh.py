@@ -72,7 +72,7 @@ def test_a_kept_vector_serves_only_the_text_it_was_embedded_from(model_calls: li
 def test_without_the_cache_the_model_answers(settings: Any, model_calls: list[list[str]]) -> None:
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "selfos.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
             "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
         }

@@ -96,7 +96,7 @@ SELFOS_TRACING = env.bool(
 )
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "selfos.cache.RedisCache",
         "LOCATION": env("CACHE_URL", default=REDIS_URL),
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         "KEY_PREFIX": "selfos",
