@@ -102,9 +102,8 @@ def _run_in_turns(sub: Subscriber, own: frozenset[int], context: dict[str, str])
     size = conf.get("MESSAGE_BATCH_SIZE")
     taken: list[tuple[int, str]] = []
     try:
-        dealt = fairness.dealt("deliveries", size, subscriber=sub.name)
-        # None: one owner waiting, so its oldest (the owner's name is not needed to plan them).
-        taken = dealt if dealt is not None else [(i, "") for i in _with_waiting(sub, [])]
+        # One owner waiting: its oldest, read with the owners.
+        taken = fairness.dealt("deliveries", size, oldest=True, subscriber=sub.name) or []
         plan = fairness.plan(taken)
         for part in (plan.first, plan.rest):
             if part:

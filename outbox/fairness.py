@@ -59,7 +59,12 @@ WITH RECURSIVE owners(owner_key, seen) AS (
     ) AS later
     WHERE owners.seen < %(limit)s
 )
-SELECT owner_key FROM owners
+SELECT owner_key, NULL::bigint FROM owners
+"""
+
+# With `oldest`: the oldest waiting rows too, in the same statement, for the deal of one owner.
+_AND_OLDEST = """
+UNION ALL (SELECT owner_key, id FROM {table} WHERE {waiting} ORDER BY id LIMIT %(limit)s)
 """
 
 # Each owner's share is read off the partial index on (owner_key, id), or (subscriber, owner_key,
@@ -95,20 +100,24 @@ def owner_of(payload: Mapping[str, Any]) -> str:
     return "" if value is None else str(value)[:64]
 
 
-def dealt(kind: str, limit: int, **params: Any) -> list[tuple[int, str]] | None:
+def dealt(kind: str, limit: int, *, oldest: bool = False, **params: Any) -> list[tuple[int, str]] | None:
     """Up to `limit` waiting `kind` rows ("events", or "deliveries" of `subscriber`) as (id,
     owner key), in turns across owners. Unlocked: the caller claims them with SKIP LOCKED.
 
-    None when at most one owner has anything waiting: oldest first is then the same deal, and
-    the caller's own oldest-first claim (one statement) is cheaper than dealing."""
+    When at most one owner has anything waiting, oldest first is the same deal: None, for a
+    caller whose own oldest-first claim (one statement, the relay's) is cheaper than dealing;
+    with `oldest`, those rows, read with the owners (a worker reads before it claims, so this
+    spares its message a statement)."""
     if limit <= 0:
         return []
     table, waiting = _WAITING[kind]
+    owners_sql = _OWNERS + (_AND_OLDEST if oldest else "")
     with connection.cursor() as cursor:
-        cursor.execute(_OWNERS.format(table=table, waiting=waiting), {**params, "limit": limit})
-        owners = [row[0] for row in cursor.fetchall()]
+        cursor.execute(owners_sql.format(table=table, waiting=waiting), {**params, "limit": limit})
+        rows = cursor.fetchall()
+        owners = [owner for owner, row_id in rows if row_id is None]
         if len(owners) <= 1:
-            return None
+            return [(row_id, owner) for owner, row_id in rows if row_id is not None] if oldest else None
         cursor.execute(
             _DEALT.format(table=table, waiting=waiting),
             {**params, "owners": owners, "share": -(-limit // len(owners)), "limit": limit},

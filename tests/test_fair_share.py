@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from outbox import delivery, fairness, relay
 from outbox.delivery import run_deliveries
@@ -129,6 +130,22 @@ def test_one_owner_waiting_is_left_to_the_callers_oldest_first_claim() -> None:
     assert fairness.dealt("events", 10) is None  # ann alone: oldest first is the same deal
     pending("bob", 1)
     assert fairness.dealt("events", 10) is not None
+
+
+@pytest.mark.django_db
+def test_a_worker_reads_one_owners_oldest_with_the_owners(fair, batches, follow_ups) -> None:
+    """A worker reads before it claims: with `oldest`, one owner's deal is the owners' statement."""
+    assert fairness.dealt("deliveries", 10, oldest=True, subscriber=NAME) == []
+    ann = waiting("ann", 12)
+    expected = [(d.id, "ann") for d in ann[:10]]
+    with CaptureQueriesContext(connection) as queries:
+        assert fairness.dealt("deliveries", 10, oldest=True, subscriber=NAME) == expected
+    assert len(queries) == 1
+    fair(True)
+    with CaptureQueriesContext(connection) as queries:
+        assert run_deliveries(NAME, [ann[0].id]) == {"succeeded": 12}
+    before_the_claim = next(i for i, q in enumerate(queries) if "FOR UPDATE" in q["sql"])
+    assert before_the_claim == 2  # the deal, then BEGIN
 
 
 @pytest.mark.django_db
