@@ -20,9 +20,9 @@ For each delivery id in a message it:
   `atomic=False` (side effects outside the database) keep a transaction each (the same
   loop, with a group of one);
 - a subscriber with a batch handler gets the batch in one call (a constant number of
-  queries for the lot); the events it leaves (a push deferred by quiet hours) run one by
-  one after it, and a batch that raises runs again one by one, so a bad event fails
-  alone. With `prepare`, slow work that needs no lock (an LLM writing) runs before the
+  queries for the lot) in the claim's transaction; the events it leaves (a push deferred by
+  quiet hours) run one by one after it, and a batch that raises runs again one by one, so
+  a bad event fails alone. With `prepare`, slow work that needs no lock (an LLM writing) runs before the
   claim, outside any transaction, and the batch handler records it under its locks;
 - on failure rolls the handler's writes back and records the attempt (`outcomes`);
 - when the outcome cannot be recorded at all (the database went away mid-message),
@@ -262,8 +262,10 @@ def _run_batch(
     Returns the counts and the deliveries the handler left to be run one by one (the failures
     it reported per event are recorded here, as one by one would record them), or None
     for "go one by one" (the handler, or its prepare step, raised). An atomic subscriber's
-    batch runs in a savepoint: all of it or none. A non-atomic one's keeps what it wrote
-    before raising (a push's receipts), and the one-by-one pass skips that work.
+    batch is all of it or none: when it raises, its whole transaction rolls back, which held
+    nothing else but the claim that the one-by-one pass makes again (so no savepoint of its
+    own: two round trips a message less). A non-atomic one's keeps what it wrote before
+    raising (a push's receipts), and the one-by-one pass skips that work.
     """
     assert sub.batch_handler is not None
     started_at = timezone.now()
@@ -288,18 +290,22 @@ def _run_batch(
             return Counter(skipped=len(delivery_ids)), []
         events = [Event.of(d.event) for d in deliveries]
         try:
-            with transaction.atomic() if sub.atomic else contextlib.nullcontext():
-                if sub.prepare is not None:
-                    left = sub.batch_handler(events, prepared)
-                else:
-                    left = sub.batch_handler(events)
+            if sub.prepare is not None:
+                left = sub.batch_handler(events, prepared)
+            else:
+                left = sub.batch_handler(events)
         except Exception as exc:
-            _reraise_if_database_gone(exc)
-            if isinstance(exc, DatabaseError) and not sub.atomic:
-                # A non-atomic batch whose query failed outside a savepoint of its own has broken
-                # the transaction: roll it back (PostgreSQL would turn the commit into a silent
-                # rollback anyway), and the one-by-one pass redoes what it had written.
+            if sub.atomic:
+                # None of the batch is kept, and the claim goes with it: the one-by-one pass claims
+                # again, in transactions of its own (where a database gone away is raised).
                 transaction.set_rollback(True)
+            else:
+                _reraise_if_database_gone(exc)
+                if isinstance(exc, DatabaseError):
+                    # A query failed outside a savepoint of its own: the transaction is broken
+                    # (PostgreSQL would turn the commit into a silent rollback anyway), and the
+                    # one-by-one pass redoes what it had written.
+                    transaction.set_rollback(True)
             logger.warning(
                 "outbox: batch of %d %s deliveries failed; retrying them one by one",
                 len(deliveries),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from outbox.delivery import run_deliveries
 from outbox.errors import TransientError
@@ -187,6 +188,40 @@ def test_an_atomic_batch_that_raises_leaves_nothing_behind(declare) -> None:
     declare(lambda event: None, batch_handler=batch)
     assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 2}
     assert not Effect.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_atomic_batch_runs_in_its_claims_transaction_without_a_savepoint(declare) -> None:
+    """All of an atomic batch or none is the transaction's: a savepoint would add two round trips."""
+    events = make_events(3)
+
+    def batch(batch_events: Sequence[Event]) -> None:
+        Effect.objects.bulk_create([Effect(subscriber=NAME, event_id=e.id) for e in batch_events])
+
+    declare(lambda event: None, batch_handler=batch)
+    ids = dispatched(NAME, events)
+    with CaptureQueriesContext(connection) as queries:
+        assert run_deliveries(NAME, ids) == {"succeeded": 3}
+    assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"]]
+    assert [q["sql"] for q in queries].count("BEGIN") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_atomic_batch_whose_query_broke_the_transaction_is_rolled_back_and_redone(declare) -> None:
+    events = make_events(2)
+
+    def batch(batch_events: Sequence[Event]) -> None:
+        Effect.objects.create(subscriber=NAME, event_id=batch_events[0].id)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")  # the claim's transaction is aborted now
+
+    def one(event: Event) -> None:
+        Effect.objects.create(subscriber=NAME, event_id=event.id)
+
+    declare(one, batch_handler=batch)
+    assert run_deliveries(NAME, dispatched(NAME, events)) == {"succeeded": 2}
+    assert sorted(Effect.objects.values_list("event_id", flat=True)) == [e.id for e in events]
+    assert statuses(events) == ["succeeded", "succeeded"]
 
 
 def test_prepare_needs_a_batch_handler() -> None:
