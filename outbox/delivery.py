@@ -102,7 +102,7 @@ def _run_in_turns(sub: Subscriber, own: frozenset[int], context: dict[str, str])
     size = conf.get("MESSAGE_BATCH_SIZE")
     taken: list[tuple[int, str]] = []
     try:
-        # One owner waiting: its oldest, read with the owners.
+        # One owner waiting: its oldest, read with the owners (never None with `oldest`).
         taken = fairness.dealt("deliveries", size, oldest=True, subscriber=sub.name) or []
         plan = fairness.plan(taken)
         for part in (plan.first, plan.rest):
@@ -170,8 +170,8 @@ def _follow_up(sub: Subscriber, coalescing: bool, lane: str) -> None:
 
 def _with_waiting(sub: Subscriber, delivery_ids: Sequence[int], *, express_only: bool = False) -> list[int]:
     """The message's deliveries plus this subscriber's other dispatched ones, oldest first, up to
-    MESSAGE_BATCH_SIZE: with FAIR_SHARE off, with one owner waiting, and (`express_only`: the
-    express ones) for an express message.
+    MESSAGE_BATCH_SIZE: with FAIR_SHARE off, and (`express_only`: the express ones) for an
+    express message. (With FAIR_SHARE on, `fairness.dealt` reads them, one owner's included.)
 
     The relay runs on every commit, so under steady load its messages carry one delivery
     each, and the queue grows one small message at a time. Taking what is waiting sizes

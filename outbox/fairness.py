@@ -63,8 +63,13 @@ SELECT owner_key, NULL::bigint FROM owners
 """
 
 # With `oldest`: the oldest waiting rows too, in the same statement, for the deal of one owner.
+# Only then: the count is a one-time filter, and with several owners the scan does not run.
 _AND_OLDEST = """
-UNION ALL (SELECT owner_key, id FROM {table} WHERE {waiting} ORDER BY id LIMIT %(limit)s)
+UNION ALL (
+    SELECT owner_key, id FROM {table}
+    WHERE {waiting} AND (SELECT count(*) FROM owners) <= 1
+    ORDER BY id LIMIT %(limit)s
+)
 """
 
 # Each owner's share is read off the partial index on (owner_key, id), or (subscriber, owner_key,
@@ -117,7 +122,8 @@ def dealt(kind: str, limit: int, *, oldest: bool = False, **params: Any) -> list
         rows = cursor.fetchall()
         owners = [owner for owner, row_id in rows if row_id is None]
         if len(owners) <= 1:
-            return [(row_id, owner) for owner, row_id in rows if row_id is not None] if oldest else None
+            # Sorted here: UNION ALL promises no order of its own.
+            return sorted((row_id, owner) for owner, row_id in rows if row_id is not None) if oldest else None
         cursor.execute(
             _DEALT.format(table=table, waiting=waiting),
             {**params, "owners": owners, "share": -(-limit // len(owners)), "limit": limit},

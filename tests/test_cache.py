@@ -18,15 +18,20 @@ def test_every_call_shares_one_client_and_the_cache_still_works() -> None:
     assert cache.get(key) is None
 
 
-def _write_in_child(key: str) -> None:
-    cache.set(key, "from the child", timeout=5)
+def _write_in_child(key: str, parents_client: int) -> None:
+    client = caches["default"]._cache.get_client()
+    if id(client) != parents_client:
+        raise SystemExit(3)  # not the inherited client: the test would prove nothing
+    cache.set(key, "from the child", timeout=5)  # on a connection of its own, from the inherited pool
 
 
 def test_a_forked_worker_process_uses_the_parents_client_safely() -> None:
     """A prefork worker's child inherits the client: redis-py gives it connections of its own."""
     parent_key, child_key = f"test-cache:{uuid.uuid4()}", f"test-cache:{uuid.uuid4()}"
     cache.set(parent_key, "from the parent", timeout=5)  # the parent's pool has a connection now
-    child = multiprocessing.get_context("fork").Process(target=_write_in_child, args=(child_key,))
+    parents_client = id(caches["default"]._cache.get_client())
+    fork = multiprocessing.get_context("fork")
+    child = fork.Process(target=_write_in_child, args=(child_key, parents_client))
     child.start()
     child.join(10)
     assert child.exitcode == 0

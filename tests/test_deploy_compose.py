@@ -196,6 +196,22 @@ def test_weaviate_needs_the_api_key_and_the_app_has_it() -> None:
             assert env(service)["WEAVIATE_URL"] == "http://weaviate:8080", name
 
 
+def test_the_cache_is_a_redis_of_its_own_that_keeps_nothing_on_disk() -> None:
+    """The cache holds vectors derived from users' text (workers/memory/fresh.py): a deleted one
+    must not live on in an append-only file or a snapshot."""
+    all_services = services()
+    cache_args = argv(all_services["cache"]["command"])
+    assert cache_args[0] == "redis-server"
+    assert option(cache_args, "--save") == "" and option(cache_args, "--appendonly") == "no"
+    assert requires(option(cache_args, "--requirepass"), "REDIS_PASSWORD")
+    assert "volumes" not in all_services["cache"]
+    for name, service in all_services.items():
+        if "build" in service:
+            cache_url = env(service)["CACHE_URL"]
+            assert cache_url.startswith("redis://:${REDIS_PASSWORD:?"), name
+            assert cache_url.endswith("@cache:6379/0"), name
+
+
 def test_redis_and_postgres_need_passwords_the_app_uses() -> None:
     all_services = services()
     redis_args = argv(all_services["redis"]["command"])

@@ -145,7 +145,7 @@ def test_a_worker_reads_one_owners_oldest_with_the_owners(fair, batches, follow_
     with CaptureQueriesContext(connection) as queries:
         assert run_deliveries(NAME, [ann[0].id]) == {"succeeded": 12}
     before_the_claim = next(i for i, q in enumerate(queries) if "FOR UPDATE" in q["sql"])
-    assert before_the_claim == 2  # the deal, then BEGIN
+    assert before_the_claim == 2  # the deal, then the batch's transaction (a savepoint in this test)
 
 
 @pytest.mark.django_db

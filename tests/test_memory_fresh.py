@@ -1,6 +1,8 @@
 """A completed task is embedded once, whichever of memory and the story runs first (`workers.memory.fresh`);
 the kept vector serves only the text it came from, goes with the task, and the cache is never needed."""
 
+import hashlib
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -37,11 +39,24 @@ def model_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     yield calls
 
 
+@pytest.fixture
+def task_1() -> str:
+    """A task id of this test's own: kept vectors outlive a test in the cache."""
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def task_2() -> str:
+    return str(uuid.uuid4())
+
+
 def complete(task: Task) -> OutboxEvent:
     services.complete_task(task, by=task.owner)
     return OutboxEvent.objects.filter(aggregate_id=str(task.pk)).latest("id")
 
 
+# "story" first is the case the kept vector is for; "memory" first, where the story reads the
+# stored one, is the control.
 @pytest.mark.parametrize("first", ["story", "memory"])
 def test_memory_and_the_story_embed_a_completed_task_once(
     user: Any, model_calls: list[list[str]], first: str
@@ -59,17 +74,39 @@ def test_memory_and_the_story_embed_a_completed_task_once(
     assert StorySegment.objects.filter(subject_id=remembered.pk).exists()
 
 
-def test_a_kept_vector_serves_only_the_text_it_was_embedded_from(model_calls: list[list[str]]) -> None:
-    first = fresh.embed_tasks(["task-1"], ["climb a mountain"])
-    again = fresh.embed_tasks(["task-1"], ["climb a mountain"])
-    edited = fresh.embed_tasks(["task-1"], ["file the tax return"])
+def test_a_kept_vector_serves_only_the_text_it_was_embedded_from(
+    model_calls: list[list[str]], task_1: str
+) -> None:
+    first = fresh.embed_tasks([task_1], ["climb a mountain"])
+    again = fresh.embed_tasks([task_1], ["climb a mountain"])
+    edited = fresh.embed_tasks([task_1], ["file the tax return"])
 
     assert model_calls == [["climb a mountain"], ["file the tax return"]]
     assert np.array_equal(first, again)
     assert np.allclose(edited, embedding.embed(["file the tax return"]), atol=1e-6)
 
 
-def test_without_the_cache_the_model_answers(settings: Any, model_calls: list[list[str]]) -> None:
+def test_a_kept_value_that_is_not_a_whole_vector_is_not_used(
+    model_calls: list[list[str]], task_1: str
+) -> None:
+    digest = fresh._digest("climb a mountain")
+    for broken in (digest, digest + b"\0" * 10, "not bytes at all"):
+        cache.set(fresh._key(task_1), broken, timeout=5)
+        (vector,) = fresh.embed_tasks([task_1], ["climb a mountain"])
+        assert vector.shape == (384,)
+    assert len(model_calls) == 3
+
+
+def test_the_kept_digest_is_keyed_so_a_title_cannot_be_guessed_from_it(task_1: str) -> None:
+    fresh.embed_tasks([task_1], ["climb a mountain"])
+    value = cache.get(fresh._key(task_1))
+    assert isinstance(value, bytes) and len(value) == 32 + 4 * 384
+    assert value[:32] != hashlib.sha256(b"climb a mountain").digest()
+
+
+def test_without_the_cache_the_model_answers(
+    settings: Any, model_calls: list[list[str]], task_1: str, task_2: str
+) -> None:
     settings.CACHES = {
         "default": {
             "BACKEND": "selfos.cache.RedisCache",
@@ -77,15 +114,15 @@ def test_without_the_cache_the_model_answers(settings: Any, model_calls: list[li
             "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
         }
     }
-    vectors = fresh.embed_tasks(["task-1", "task-2"], ["climb a mountain", "bake bread"])
-    fresh.forget(["task-1"])  # logged, not raised
+    vectors = fresh.embed_tasks([task_1, task_2], ["climb a mountain", "bake bread"])
+    fresh.forget([task_1])  # logged, not raised
 
     assert model_calls == [["climb a mountain", "bake bread"]]
     assert np.allclose(vectors, embedding.embed(["climb a mountain", "bake bread"]), atol=1e-6)
 
 
 def kept(task: Task) -> object:
-    return cache.get(f"memory:fresh-vector:{task.pk}")
+    return cache.get(fresh._key(str(task.pk)))
 
 
 def test_memory_forgets_the_kept_vector_of_a_deleted_task(user: Any) -> None:

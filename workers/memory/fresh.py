@@ -8,8 +8,8 @@ every completion was embedded twice, and the model is the largest CPU cost of bo
 batch of 10 that embedded: 128 ms of CPU, 34 of them the model's, `bench/permessage.py`).
 
 So whoever embeds a task's text keeps the vector in the cache for FRESH_VECTOR_SECONDS, under
-the task's id with a digest of the text, and the other uses it instead of the model when the
-digest matches: a vector is a function of the text alone, so one read while the task says
+the task's id with a keyed digest of the text, and the other uses it instead of the model when
+the digest matches: a vector is a function of the text alone, so one read while the task says
 the same is the vector the model would give. Nothing depends on the cache: a miss, an
 expired key or an unreachable cache means the model runs, as before.
 
@@ -22,13 +22,16 @@ that had read the task just before its deletion expires within FRESH_VECTOR_SECO
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import cache
 
 from . import embedding
+from .models import EMBEDDING_DIMENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ logger = logging.getLogger(__name__)
 # short, because the vector is the user's and the cache is not where it is kept.
 FRESH_VECTOR_SECONDS = 120
 
-_DIGEST = 32  # bytes of sha256 before the vector's float32 bytes
+_DIGEST = 32  # bytes of the digest before the vector's float32 bytes
+_KEPT = _DIGEST + 4 * EMBEDDING_DIMENSIONS
 
 
 def _key(task_id: str) -> str:
@@ -44,7 +48,10 @@ def _key(task_id: str) -> str:
 
 
 def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
+    """Keyed (HMAC with the secret key): a plain hash of a short title could be reversed by hashing
+    guesses. The runtime is in the key too, so a vector serves only the encoder that made it."""
+    key = f"{settings.SECRET_KEY}|memory fresh vector|{settings.MEMORY_EMBEDDING_RUNTIME}".encode()
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
 def embed_tasks(task_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
@@ -55,11 +62,10 @@ def embed_tasks(task_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
     vectors: list[np.ndarray | None] = []
     for task_id, digest in zip(task_ids, digests, strict=True):
         value = kept.get(_key(task_id))
-        vectors.append(
-            np.frombuffer(value, dtype=np.float32, offset=_DIGEST).copy()
-            if isinstance(value, bytes) and value[:_DIGEST] == digest
-            else None
-        )
+        if isinstance(value, bytes) and len(value) == _KEPT and hmac.compare_digest(value[:_DIGEST], digest):
+            vectors.append(np.frombuffer(value, dtype=np.float32, offset=_DIGEST).copy())
+        else:  # none kept, another text's, or not a whole vector
+            vectors.append(None)
     missing = [i for i, v in enumerate(vectors) if v is None]
     if missing:
         embedded = embedding.embed([texts[i] for i in missing])
