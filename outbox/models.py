@@ -106,11 +106,19 @@ class Delivery(models.Model):
                 name="outbox_delivery_waiting",
                 condition=Q(status="dispatched"),
             ),
+            # A worker's oldest waiting deliveries (fairness's deal, the waiting ones a message takes):
+            # without it the planner walked the primary key past every finished delivery ahead of
+            # the oldest waiting one (14 ms with 10,000 finished; a burst leaves tens of thousands).
+            models.Index(
+                fields=["subscriber", "id"],
+                name="outbox_delivery_oldest",
+                condition=Q(status="dispatched"),
+            ),
             # The express worker's: the express deliveries still waiting.
             models.Index(
                 fields=["subscriber", "id"],
                 name="outbox_delivery_express",
-                condition=Q(status="dispatched", express=True),
+                condition=Q(("status", "dispatched"), ("express", True)),  # as migration 0006 spells it
             ),
         ]
 
