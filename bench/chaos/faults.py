@@ -72,7 +72,8 @@ class Chaos:
         started = time.monotonic()
         try:
             if kind == "kill pool":
-                fault.detail = f"{self.service.kill_pool(('subscribers', 'memory'))} pool processes killed"
+                killed = self.service.kill_pool(("subscribers", "memory"), self.supervise)
+                fault.detail = f"{killed} pool processes killed"
             elif kind.startswith("kill "):
                 name = kind.split()[1]
                 self.service.kill(name)

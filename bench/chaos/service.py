@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,16 +147,23 @@ class Service:
             os.killpg(self.procs[name].pid, signal.SIGKILL)
         self.procs[name].wait()
 
-    def kill_pool(self, names: Iterable[str], timeout: float = 20) -> int:
+    def kill_pool(
+        self, names: Iterable[str], supervise: Callable[[], None] | None = None, timeout: float = 30
+    ) -> int:
         """SIGKILL the pool processes, not the workers: each worker sees them die and forks new ones.
 
         Waits for every named worker to have its pool first: one restarted by an earlier
-        fault may still be starting, and killing nothing would not be a fault.
+        fault may still be starting, and killing nothing would not be a fault. Meanwhile
+        `supervise` restarts one that died while starting: a worker whose broker went away
+        under its start exits ("Unrecoverable error", kombu's, seen in CI when a Redis restart
+        met the restart of a killed worker), and waiting for its pool would wait for nothing.
         """
         deadline = time.monotonic() + timeout
         while not all(pools := [children(self.procs[name].pid) for name in names]):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no pool processes to kill in {list(names)} after {timeout:.0f}s")
+            if supervise is not None:
+                supervise()
             time.sleep(0.2)
         killed = 0
         for pid in (pid for pool in pools for pid in pool):
