@@ -22,8 +22,9 @@ For each delivery id in a message it:
 - a subscriber with a batch handler gets the batch in one call (a constant number of
   queries for the lot) in the claim's transaction; the events it leaves (a push deferred by
   quiet hours) run one by one after it, and a batch that raises runs again one by one, so
-  a bad event fails alone. With `prepare`, slow work that needs no lock (an LLM writing) runs before the
-  claim, outside any transaction, and the batch handler records it under its locks;
+  a bad event fails alone. With `prepare`, slow work that needs no lock (an LLM writing)
+  runs before the claim, outside any transaction, and the batch handler records it under
+  its locks;
 - on failure rolls the handler's writes back and records the attempt (`outcomes`);
 - when the outcome cannot be recorded at all (the database went away mid-message),
   raises, and `message.run_message` sends the Celery message again.

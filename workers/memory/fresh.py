@@ -2,10 +2,12 @@
 
 A completion reaches memory and the story at about the same time, and both need the task's
 vector: memory to store it, the story to recall the task's nearest past tasks. The story reads
-it from the store when memory got there first and otherwise embeds the task itself; near
-capacity it nearly always got there first (memory's queue is as long as the story's), so
-every completion was embedded twice, and the model is the largest CPU cost of both (a story
-batch of 10 that embedded: 128 ms of CPU, 34 of them the model's, `bench/permessage.py`).
+it from the store when memory has committed it, and otherwise embeds the task itself. Near
+capacity the two run at about the same moment (at 24 completions/s on a 2-core VM, memory
+started a completion's batch after 93 ms and committed it about 100 ms later, while the story
+started after 172 ms), so many completions were embedded twice, and the model is the largest
+CPU cost of both (a story batch of 10 that embedded, under cProfile: 128 ms of CPU, 34 of
+them the model's).
 
 So whoever embeds a task's text keeps the vector in the cache for FRESH_VECTOR_SECONDS, under
 the task's id with a keyed digest of the text, and the other uses it instead of the model when
